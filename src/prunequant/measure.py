@@ -1,0 +1,153 @@
+"""Cost measures of a model: parameters, MACs, weight bytes, file bytes, latency.
+
+Latency caveat: torch's and ONNX Runtime's thread pools slow each other down when
+both are alive in one process, so a caller should time one runtime per process
+and interleave repeated runs of the variants being compared.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from prunequant.quantize import OnnxClassifier
+
+__all__ = [
+    "count_parameters",
+    "count_macs",
+    "state_dict_weight_bytes",
+    "onnx_weight_bytes",
+    "file_bytes",
+    "measure_latency",
+    "make_torch_runner",
+    "make_onnx_runner",
+]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, n_channels: int, length: int) -> int:
+    """Multiply-accumulates for one sample of [n_channels, length].
+
+    Counts what ``FlopCounterMode`` counts as matmul-like work (convolutions and the
+    Linear head; FLOPs = 2 x MACs); bias adds, ReLU, BatchNorm and pooling are not counted.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(torch.zeros(1, n_channels, length))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def state_dict_weight_bytes(model: nn.Module) -> int:
+    """Payload bytes of every tensor in the state_dict except ``num_batches_tracked``.
+
+    BatchNorm running mean/var count: inference needs them (until folded away), so
+    they are part of what a deployed fp32 model must store. The step counter is not.
+    """
+    return sum(
+        tensor.numel() * tensor.element_size()
+        for name, tensor in model.state_dict().items()
+        if not name.endswith("num_batches_tracked")
+    )
+
+
+def _tensor_payload_bytes(tensor: onnx.TensorProto) -> int:
+    numel = int(np.prod(tensor.dims, dtype=np.int64))  # prod of no dims is 1: a scalar
+    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    return numel * itemsize
+
+
+def onnx_weight_bytes(path: str | os.PathLike) -> int:
+    """Payload bytes of an ONNX graph's stored tensors: numel x element size.
+
+    Counts initializers and Constant-node tensors, whichever field (raw_data, float_data,
+    external file) holds them, so container overhead (names, graph, protobuf framing)
+    is left out and int8 and fp32 models compare weight for weight.
+    """
+    graph = onnx.load(str(path), load_external_data=False).graph
+    total = sum(_tensor_payload_bytes(t) for t in graph.initializer)
+    for node in graph.node:
+        if node.op_type == "Constant":
+            total += sum(_tensor_payload_bytes(a.t) for a in node.attribute if a.name == "value")
+    return total
+
+
+def file_bytes(path: str | os.PathLike) -> int:
+    return os.path.getsize(path)
+
+
+def measure_latency(run: Callable[[], object], *, warmup: int, repeats: int) -> dict:
+    """Time ``repeats`` calls of ``run`` after ``warmup`` untimed calls; milliseconds per call."""
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        run()
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        run()
+        times[i] = time.perf_counter() - start
+    times *= 1000.0
+    p10, median, p90 = np.percentile(times, [10, 50, 90])
+    return {
+        "median_ms": float(median),
+        "p10_ms": float(p10),
+        "p90_ms": float(p90),
+        "min_ms": float(times.min()),
+        "repeats": repeats,
+        "warmup": warmup,
+    }
+
+
+def _fixed_input(batch_size: int, n_channels: int, length: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch_size, n_channels, length), dtype=np.float32)
+
+
+def make_torch_runner(
+    model: nn.Module, *, batch_size: int, n_channels: int, length: int, threads: int, seed: int = 0
+) -> Callable[[], torch.Tensor]:
+    """A no-argument callable running ``model`` in eval mode on a fixed random batch.
+
+    Sets ``torch.set_num_threads(threads)`` for the whole process, since torch has no
+    per-call thread count.
+    """
+    torch.set_num_threads(threads)
+    model.eval()
+    batch = torch.from_numpy(_fixed_input(batch_size, n_channels, length, seed))
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(batch)
+
+    return run
+
+
+def make_onnx_runner(
+    path: str | os.PathLike, *, batch_size: int, n_channels: int, length: int, threads: int, seed: int = 0
+) -> Callable[[], np.ndarray]:
+    """A no-argument callable running an ONNX model in ORT on the same fixed batch as
+    :func:`make_torch_runner` (same seed, same values), with ``threads`` intra-op threads."""
+    session = OnnxClassifier(path, threads=threads).session
+    feed = {session.get_inputs()[0].name: _fixed_input(batch_size, n_channels, length, seed)}
+    output_names = [session.get_outputs()[0].name]
+
+    def run() -> np.ndarray:
+        return session.run(output_names, feed)[0]
+
+    return run
