@@ -15,7 +15,7 @@ rule evaluate:
         "logs/evaluate/{model}/{precision}_{runtime}.log",
     benchmark:
         "benchmarks/evaluate/{model}/{precision}_{runtime}.tsv"
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.cores
     conda:
         "../envs/prunequant.yaml"
     script:

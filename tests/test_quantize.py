@@ -9,6 +9,7 @@ from prunequant.model import BlockSpec, ModelSpec, build_model
 from prunequant.quantize import (
     OnnxClassifier,
     count_quantized_ops,
+    deployment_model,
     export_onnx,
     fold_batchnorm,
     has_int8_ops,
@@ -54,6 +55,22 @@ def test_fold_batchnorm_preserves_outputs(spec, length):
         expected, actual = model(x), folded(x)
     assert expected.abs().max() > 0.1, "outputs too small for the comparison to mean anything"
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("length", [64, 65])
+def test_deployment_model_computes_the_same_function(length):
+    generator = torch.Generator().manual_seed(2)
+    torch.manual_seed(2)
+    model = build_model(TWO_BLOCK_SPEC)
+    randomize_batchnorm(model, generator)
+    model.eval()
+    deployed = deployment_model(model)
+    assert isinstance(model.blocks[-1].pool, nn.AvgPool1d), "original must be untouched"
+    assert not isinstance(deployed.blocks[-1].pool, nn.AvgPool1d)
+    assert isinstance(deployed.blocks[0].pool, nn.AvgPool1d)  # earlier pools feed convs: kept
+    x = torch.randn(5, TWO_BLOCK_SPEC.in_channels, length, generator=generator)
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), model(x), atol=1e-5, rtol=1e-5)
 
 
 def test_fold_batchnorm_uses_running_stats_of_a_training_mode_model(randomized_bn_model):
@@ -113,7 +130,7 @@ def trained(tmp_path_factory):
     model.eval()
     directory = tmp_path_factory.mktemp("onnx")
     fp32_path = export_onnx(
-        fold_batchnorm(model), directory / "fp32.onnx", n_channels=N_CHANNELS, length=LENGTH
+        deployment_model(model), directory / "fp32.onnx", n_channels=N_CHANNELS, length=LENGTH
     )
     return {
         "model": model, "x_train": x_train, "x_test": x_test, "y_test": y_test,
@@ -148,6 +165,7 @@ def test_export_onnx_graph_interface(trained):
     assert [d.dim_value for d in dims[1:]] == [N_CHANNELS, LENGTH]
     ops = count_quantized_ops(trained["fp32"])
     assert "BatchNormalization" not in ops and ops["Conv"] == 2
+    assert "AveragePool" not in ops, "the last block's pooling must become a crop"
     assert not has_int8_ops(ops)
     assert all(len(node.metadata_props) == 0 for node in model.graph.node), "debug metadata must be stripped"
 

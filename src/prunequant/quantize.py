@@ -33,6 +33,7 @@ __all__ = [
     "QUANT_FORMATS",
     "CALIBRATION_METHODS",
     "fold_batchnorm",
+    "deployment_model",
     "export_onnx",
     "quantize_static_int8",
     "select_calibration",
@@ -116,6 +117,26 @@ def fold_batchnorm(model: SeparableCNN) -> SeparableCNN:
             _absorb_into_linear(folded.head, scale, shift)
         block.norm = nn.Identity()
     return folded
+
+
+class CropToEven(nn.Module):
+    """Drops the last time step of an odd-length series: what AvgPool1d(2) ignores."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : x.shape[-1] // 2 * 2]
+
+
+def deployment_model(model: SeparableCNN) -> SeparableCNN:
+    """The same function, cheaper to run: BatchNorm folded, and the last pooling removed.
+
+    The last block's AvgPool1d(2) is followed only by the global mean over time, and the mean
+    of pairwise means is the mean over the first 2*floor(L/2) steps. Pooling costs as much as
+    the convolutions here (more in int8, whose QLinearAveragePool is slow), so the last pool
+    becomes a crop.
+    """
+    deployed = fold_batchnorm(model)
+    deployed.blocks[-1].pool = CropToEven()
+    return deployed
 
 
 # --------------------------------------------------------------------------- ONNX export

@@ -1,0 +1,75 @@
+"""A training process killed with SIGKILL resumes and ends exactly where an uninterrupted run ends."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from prunequant.data import prepare_dataset, save_dataset
+
+TRAINING = {"epochs": 150, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.0, "lr_schedule": "cosine", "lr_step_epochs": 1}
+JOB = """
+import sys
+from prunequant.training import run_training
+out = sys.argv[1]
+run_training(
+    dataset_path=sys.argv[2], blocks=[{{"kernel_size": 5, "stride": 2, "width": 16}}], training={training},
+    seed=0, device="cpu", model_path=out + "/model.pt", history_path=out + "/history.csv",
+    metrics_path=out + "/metrics.json", resume_path=out + "/resume/state.pt",
+)
+"""
+
+
+def make_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 3
+    x = rng.standard_normal((120, 4, 40)).astype(np.float32) + y[:, None, None]
+    np.savez(tmp_path / "raw.npz", X=x, y=y)
+    dataset = prepare_dataset(
+        source="npz", npz_path=tmp_path / "raw.npz", length=40, length_method="resample",
+        val_fraction=0.25, test_fraction=0.25, seed=0,
+    )
+    save_dataset(dataset, tmp_path / "dataset.npz", tmp_path / "dataset.json")
+    return tmp_path / "dataset.npz"
+
+
+def start(tmp_path, out, dataset):
+    script = tmp_path / "job.py"
+    script.write_text(JOB.format(training=repr(TRAINING)))
+    (tmp_path / out).mkdir()
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path / out), str(dataset)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
+    dataset = make_dataset(tmp_path)
+    killed = start(tmp_path, "killed", dataset)
+    state = tmp_path / "killed" / "resume" / "state.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # let a few more epochs pass
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (tmp_path / "killed" / "model.pt").exists()
+
+    resumed = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(tmp_path / "killed"), str(dataset)])
+    assert resumed.returncode == 0
+    assert start(tmp_path, "uninterrupted", dataset).wait() == 0
+    uninterrupted = tmp_path / "uninterrupted"
+
+    metrics = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert 0 < metrics["resumed_from_epoch"] < TRAINING["epochs"]
+    assert not state.exists()
+    history_a = np.genfromtxt(tmp_path / "killed" / "history.csv", delimiter=",", names=True)
+    history_b = np.genfromtxt(uninterrupted / "history.csv", delimiter=",", names=True)
+    np.testing.assert_array_equal(history_a["train_loss"], history_b["train_loss"])
+    np.testing.assert_array_equal(history_a["val_accuracy"], history_b["val_accuracy"])
+    a = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(uninterrupted / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
