@@ -28,3 +28,17 @@ def test_from_package_import_submodule_form(tmp_path):
 def test_every_workflow_script_depends_on_some_library_module():
     for script in SCRIPTS.glob("*.py"):
         assert len(library_sources(script, PACKAGE)) > 1, script.name
+
+
+def test_relative_imports_inside_a_subpackage_are_followed(tmp_path):
+    package = tmp_path / "prunequant"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from .leaf import thing\n")
+    (package / "sub" / "leaf.py").write_text("from ..top import other\n")
+    (package / "top.py").write_text("")
+    (package / "unused.py").write_text("")
+    script = tmp_path / "job.py"
+    script.write_text("from prunequant.sub import thing\n")
+    found = {str(Path(p).relative_to(package)) for p in library_sources(script, package)}
+    assert found == {"__init__.py", "sub/__init__.py", "sub/leaf.py", "top.py"}

@@ -15,17 +15,40 @@ __all__ = ["library_sources"]
 PACKAGE = "prunequant"
 
 
-def _imported_modules(path: Path) -> set[str]:
+def _absolute(node: ast.ImportFrom, module_name: str | None, is_package: bool) -> str | None:
+    """The absolute module a ``from ... import`` names, resolving leading dots."""
+    if node.level == 0:
+        return node.module
+    if module_name is None:
+        return None  # a relative import in a script outside the package
+    parts = module_name.split(".")
+    base = parts if is_package else parts[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imported_modules(path: Path, module_name: str | None = None) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     modules: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            modules.add(node.module)
-            # "from prunequant import data" imports the submodule prunequant.data
-            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node, module_name, path.name == "__init__.py")
+            if module:
+                modules.add(module)
+                # "from prunequant import data" imports the submodule prunequant.data
+                modules.update(f"{module}.{alias.name}" for alias in node.names)
     return {name for name in modules if name == PACKAGE or name.startswith(PACKAGE + ".")}
+
+
+def _module_name(path: Path, package_dir: Path) -> str | None:
+    try:
+        relative = path.relative_to(package_dir).with_suffix("")
+    except ValueError:
+        return None
+    parts = [part for part in relative.parts if part != "__init__"]
+    return ".".join([PACKAGE, *parts])
 
 
 def _module_file(name: str, package_dir: Path) -> Path | None:
@@ -54,7 +77,7 @@ def library_sources(script: str | Path, package_dir: str | Path) -> list[str]:
         if path in seen:
             continue
         seen.add(path)
-        for name in _imported_modules(path):
+        for name in _imported_modules(path, _module_name(path, package_dir)):
             module_file = _module_file(name, package_dir)
             if module_file is not None and module_file not in found:
                 found.add(module_file)
