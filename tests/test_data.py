@@ -11,6 +11,7 @@ import soundfile as sf
 
 from prunequant import data
 from prunequant.data import RawDataset, RawSplit
+from prunequant.data.sources import _bundled_dir
 
 # librosa imports audioread, which imports stdlib modules deprecated in Python 3.13.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:audioread.*")
@@ -91,7 +92,7 @@ AUDIO = dict(label_from="folder", sample_rate=SR, n_mfcc=13, hop_length=80, n_ff
 
 def test_bundled_names_exist_in_sktime():
     for name in data.BUNDLED_DATASETS:
-        folder = data._bundled_dir(name)
+        folder = _bundled_dir(name)
         assert (folder / f"{name}_TRAIN.ts").is_file(), name
         assert (folder / f"{name}_TEST.ts").is_file(), name
 

@@ -150,7 +150,7 @@ def test_a_new_prune_rate_runs_only_its_branch(finished_run):
 
 def test_editing_a_library_module_reruns_the_stages_that_import_it(finished_run):
     workdir, _ = finished_run
-    module = workdir / "workflow" / "src" / "prunequant" / "report.py"
+    module = workdir / "workflow" / "src" / "prunequant" / "report" / "figures.py"
     original = module.read_text()
     module.write_text(original + "\n# edited\n")
     try:
