@@ -119,6 +119,15 @@ def test_every_stage_writes_its_outputs(finished_run):
     assert not any((workdir / ".prunequant-resume").rglob("*.pt"))  # finished jobs leave no resume state
 
 
+def test_snakemake_html_report_embeds_the_figures(finished_run):
+    workdir, _ = finished_run
+    result = snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    html = (workdir / "report.html").read_text(errors="replace")
+    for name in ("accuracy_vs_rate.png", "accuracy_vs_size.png", "training_curves.png", "summary.csv"):
+        assert name in html
+
+
 def test_a_second_run_has_nothing_to_do(finished_run):
     workdir, _ = finished_run
     assert planned_jobs(workdir) == {}
