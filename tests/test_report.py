@@ -240,3 +240,13 @@ def test_report_headline_when_no_int8_variant_is_within_budget(summary, tmp_path
     assert "No int8 variant stays within 0.10 pp" in headline
     assert "**baseline/int8/onnxruntime**" in headline  # the most accurate int8 variant
     assert "-0.40 pp" in headline
+
+
+def test_report_reads_split_sizes_as_the_data_stage_writes_them(summary, tmp_path):
+    meta = {"classes": ["a", "b"], "split_sizes": {"train": 216, "val": 54, "test": 400}}
+    out = tmp_path / "report.md"
+    write_report(summary, figures={}, dataset_meta=meta, out_path=out)
+    text = out.read_text()
+    assert "- split sizes: train 216, validation 54, test 400" in text
+    assert "test split (400 examples)" in text
+    assert "One test example is 0.25 pp of accuracy" in text

@@ -115,14 +115,23 @@ def _dataset_lines(meta: Mapping) -> list[str]:
     shape = [f"{meta[key]} {label}" for key, label in _SHAPE_KEYS if key in meta]
     if shape:
         lines.append("- input: " + " x ".join(shape))
-    splits = [f"{label} {meta[key]}" for key, label in _SPLIT_KEYS if key in meta]
-    if splits:
-        lines.append("- split sizes: " + ", ".join(splits))
-    shown = {"source", "classes", *(key for key, _ in _SHAPE_KEYS + _SPLIT_KEYS)}
+    sizes = _split_sizes(meta)
+    if sizes:
+        lines.append("- split sizes: " + ", ".join(f"{label} {size}" for label, size in sizes.items()))
+    shown = {"source", "classes", "split_sizes", *(key for key, _ in _SHAPE_KEYS + _SPLIT_KEYS)}
     for key, value in meta.items():
         if key not in shown and isinstance(value, str | int | float | bool):
             lines.append(f"- {key}: {value}")
     return lines or ["- no metadata recorded"]
+
+
+def _split_sizes(meta: Mapping) -> dict[str, int]:
+    """Split sizes by label, from a ``split_sizes`` mapping or from ``n_train``-style keys."""
+    nested = meta.get("split_sizes")
+    if isinstance(nested, Mapping):
+        named = {"train": "train", "val": "validation", "test": "test"}
+        return {named.get(key, key): value for key, value in nested.items()}
+    return {label: meta[key] for key, label in _SPLIT_KEYS if key in meta}
 
 
 def _headline(summary: pd.DataFrame, budget_pp: float) -> str:
@@ -177,13 +186,20 @@ def _figures_section(figures: Mapping[str, PathLike]) -> str:
 def _method_notes(summary: pd.DataFrame, meta: Mapping) -> str:
     threads = sorted(summary["latency_threads"].unique())
     thread_text = ", ".join(str(t) for t in threads) + (" thread" if threads == [1] else " threads")
-    n_test = f" ({meta['n_test']} examples)" if "n_test" in meta else ""
+    test_size = _split_sizes(meta).get("test")
+    n_test = f" ({test_size} examples)" if test_size else ""
+    resolution = (
+        f" One test example is {100 / test_size:.2f} pp of accuracy: with a single seed, differences "
+        "of one or two examples are not evidence that one variant is better than another."
+        if test_size
+        else ""
+    )
     lines = [
         "## How the numbers were measured",
         "",
         f"- Accuracy and loss are on the held-out test split{n_test}. The test split was never used "
         "for selection: training, fine-tuning and every choice between models relied on the "
-        "training and validation splits only.",
+        f"training and validation splits only.{resolution}",
         f"- Latency is the median wall time of one batch call, at batch 1 and batch 64, with "
         f"{thread_text} per runtime; each runtime ran in its own process, so none shares a thread "
         "pool or warm caches with another.",
