@@ -20,8 +20,8 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/report/summary.csv",
         "results/report/report.md",
         report_figures(),
-    default_target: True

@@ -60,7 +60,11 @@ def code(script):
 
 
 def prune_rate(wildcards):
-    return 0.0 if wildcards.model == "baseline" else float(wildcards.model.removeprefix("rate"))
+    return (
+        0.0
+        if wildcards.model == "baseline"
+        else float(wildcards.model.removeprefix("rate"))
+    )
 
 
 def trained_model(wildcards):
@@ -72,7 +76,9 @@ def trained_model(wildcards):
 def evaluated_artifact(wildcards):
     deployment = f"{wildcards.precision}_{wildcards.runtime}"
     if deployment not in DEPLOYMENTS:
-        raise WorkflowError(f"no such deployment {deployment!r}; known: {sorted(DEPLOYMENTS)}")
+        raise WorkflowError(
+            f"no such deployment {deployment!r}; known: {sorted(DEPLOYMENTS)}"
+        )
     if deployment == "fp32_torch":
         return trained_model(wildcards)
     stage = "export_onnx" if wildcards.precision == "fp32" else "quantize"

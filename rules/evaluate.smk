@@ -8,15 +8,15 @@ rule evaluate:
     output:
         metrics="results/evaluate/{model}/{precision}_{runtime}/metrics.json",
         predictions="results/evaluate/{model}/{precision}_{runtime}/predictions.csv",
-    params:
-        prune_rate=prune_rate,
-        evaluation=setting(config["evaluate"]),
     log:
         "logs/evaluate/{model}/{precision}_{runtime}.log",
     benchmark:
         "benchmarks/evaluate/{model}/{precision}_{runtime}.tsv"
-    threads: lambda wildcards: workflow.cores
     conda:
         "../envs/prunequant.yaml"
+    threads: lambda wildcards: workflow.cores
+    params:
+        prune_rate=prune_rate,
+        evaluation=setting(config["evaluate"]),
     script:
         "../scripts/evaluate.py"

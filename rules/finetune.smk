@@ -7,19 +7,19 @@ rule finetune:
         model="results/finetune/{model}/model.pt",
         history="results/finetune/{model}/history.csv",
         metrics="results/finetune/{model}/metrics.json",
+    log:
+        "logs/finetune/{model}.log",
+    benchmark:
+        "benchmarks/finetune/{model}.tsv"
+    conda:
+        "../envs/prunequant.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         training=setting(config["finetune"]),
         seed=config["seed"],
         device=config["device"],
         resume=lambda wildcards: f"{RESUME_DIR}/finetune/{wildcards.model}.pt",
-    log:
-        "logs/finetune/{model}.log",
-    benchmark:
-        "benchmarks/finetune/{model}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/prunequant.yaml"
     script:
         "../scripts/finetune.py"

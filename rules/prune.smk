@@ -5,14 +5,14 @@ rule prune:
     output:
         model="results/prune/{model}/model.pt",
         record="results/prune/{model}/pruning.json",
-    params:
-        rate=prune_rate,
-        criterion=config["prune"]["criterion"],
     log:
         "logs/prune/{model}.log",
     benchmark:
         "benchmarks/prune/{model}.tsv"
     conda:
         "../envs/prunequant.yaml"
+    params:
+        rate=prune_rate,
+        criterion=config["prune"]["criterion"],
     script:
         "../scripts/prune.py"

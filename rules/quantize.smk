@@ -6,14 +6,14 @@ rule quantize:
     output:
         onnx="results/quantize/{model}/model.onnx",
         record="results/quantize/{model}/quantize.json",
-    params:
-        quantize=setting(config["quantize"]),
-        seed=config["seed"],
     log:
         "logs/quantize/{model}.log",
     benchmark:
         "benchmarks/quantize/{model}.tsv"
     conda:
         "../envs/prunequant.yaml"
+    params:
+        quantize=setting(config["quantize"]),
+        seed=config["seed"],
     script:
         "../scripts/quantize.py"

@@ -5,19 +5,35 @@ rule report:
         dataset_metadata="results/prepare_data/dataset.json",
         code=code("report"),
     output:
-        summary=report("results/report/summary.csv", caption="../captions/summary.rst", category="Summary"),
+        summary=report(
+            "results/report/summary.csv",
+            caption="../captions/summary.rst",
+            category="Summary",
+        ),
         markdown="results/report/report.md",
-        accuracy_vs_rate=report("results/report/figures/accuracy_vs_rate.png", caption="../captions/accuracy_vs_rate.rst", category="Figures"),
-        accuracy_vs_size=report("results/report/figures/accuracy_vs_size.png", caption="../captions/accuracy_vs_size.rst", category="Figures"),
-        training_curves=report("results/report/figures/training_curves.png", caption="../captions/training_curves.rst", category="Figures"),
-    params:
-        history_names=list(training_histories()),
-        accuracy_budget_pp=config["report"]["accuracy_budget_pp"],
+        accuracy_vs_rate=report(
+            "results/report/figures/accuracy_vs_rate.png",
+            caption="../captions/accuracy_vs_rate.rst",
+            category="Figures",
+        ),
+        accuracy_vs_size=report(
+            "results/report/figures/accuracy_vs_size.png",
+            caption="../captions/accuracy_vs_size.rst",
+            category="Figures",
+        ),
+        training_curves=report(
+            "results/report/figures/training_curves.png",
+            caption="../captions/training_curves.rst",
+            category="Figures",
+        ),
     log:
         "logs/report.log",
     benchmark:
         "benchmarks/report.tsv"
     conda:
         "../envs/prunequant.yaml"
+    params:
+        history_names=list(training_histories()),
+        accuracy_budget_pp=config["report"]["accuracy_budget_pp"],
     script:
         "../scripts/report.py"
