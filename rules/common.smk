@@ -7,7 +7,13 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from prunequant.config import config_problems, missing_data_files  # noqa: E402
+from prunequant.config import (  # noqa: E402
+    active_data_settings,
+    config_problems,
+    data_files,
+    missing_data_files,
+    model_problems,
+)
 from prunequant.sources import library_sources  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "config.schema.yaml"
@@ -15,9 +21,11 @@ _problems = config_problems(config, SCHEMA)
 if _problems:
     raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(_problems))
 validate(config, SCHEMA)
-_missing = missing_data_files(config["data"])
-if _missing:
-    raise WorkflowError("Missing data:\n  - " + "\n  - ".join(_missing))
+_problems = missing_data_files(config["data"]) + model_problems(
+    config["model"]["blocks"], config["data"]["length"]
+)
+if _problems:
+    raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(_problems))
 
 # Resumable training state lives outside declared outputs: Snakemake deletes those when a job fails.
 RESUME_DIR = ".prunequant-resume"

@@ -1,5 +1,6 @@
 rule prepare_data:
     input:
+        data=data_files(config["data"]),
         code=code("prepare_data"),
     output:
         dataset="results/prepare_data/dataset.npz",
@@ -11,7 +12,7 @@ rule prepare_data:
     conda:
         "../envs/prunequant.yaml"
     params:
-        data=setting(config["data"]),
+        data=setting(active_data_settings(config["data"])),
         seed=config["seed"],
     script:
         "../scripts/prepare_data.py"

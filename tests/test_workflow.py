@@ -169,6 +169,17 @@ def test_editing_a_library_module_reruns_the_stages_that_import_it(finished_run)
     assert planned_jobs(workdir) == {}
 
 
+def test_a_new_recording_reruns_the_data_stage_and_everything_after(finished_run):
+    workdir, _ = finished_run
+    extra = workdir / "audio" / "low" / "spk0_99.wav"
+    shutil.copy(workdir / "audio" / "low" / "spk0_0.wav", extra)
+    try:
+        planned = planned_jobs(workdir)
+    finally:
+        extra.unlink()
+    assert planned["prepare_data"] == 1 and planned["report"] == 1 and planned["evaluate"] == 9
+
+
 @pytest.mark.parametrize(
     "edit,expected",
     [

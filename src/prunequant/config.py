@@ -11,7 +11,14 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-__all__ = ["config_problems", "missing_data_files"]
+from prunequant.data.audio import wav_files
+from prunequant.model import BlockSpec, ModelSpec
+
+__all__ = ["config_problems", "missing_data_files", "model_problems", "active_data_settings", "data_files"]
+
+# The data keys each source reads; the others do not affect its result.
+SOURCE_KEYS = {"bundled": ("bundled_name",), "npz": ("npz_path",), "ts": ("ts_train", "ts_test"), "audio": ("audio",)}
+SHARED_DATA_KEYS = ("source", "length", "length_method", "val_fraction", "test_fraction")
 
 
 def _key_path(path) -> str:
@@ -50,3 +57,34 @@ def missing_data_files(data: dict) -> list[str]:
         if not exists:
             problems.append(f"config key '{key}': {kind} '{path}' does not exist")
     return problems
+
+
+def model_problems(blocks: list[dict], length: int) -> list[str]:
+    """Why the configured blocks cannot run on series of ``length`` steps, if they cannot."""
+    spec = ModelSpec(in_channels=1, n_classes=2, blocks=tuple(BlockSpec(**block) for block in blocks))
+    if spec.output_length(length) >= 1:
+        return []
+    return [
+        f"config key 'model.blocks': {len(blocks)} block(s) shrink a series of data.length={length} steps "
+        "to nothing; use a longer data.length, smaller kernel_size or stride, or fewer blocks"
+    ]
+
+
+def active_data_settings(data: dict) -> dict:
+    """The ``data`` settings the chosen source reads: changing any other key changes nothing."""
+    keys = SHARED_DATA_KEYS + SOURCE_KEYS[data["source"]]
+    return {key: data[key] for key in keys if key in data}
+
+
+def data_files(data: dict) -> list[str]:
+    """The files the chosen source reads, so that editing, adding or removing one reruns the data stage."""
+    source = data["source"]
+    if source == "npz":
+        paths = [data["npz_path"]]
+    elif source == "ts":
+        paths = [data["ts_train"], data.get("ts_test")]
+    elif source == "audio":
+        paths = wav_files(Path(data["audio"]["root"]))
+    else:
+        paths = []
+    return [str(path) for path in paths if path is not None]

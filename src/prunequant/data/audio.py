@@ -63,7 +63,8 @@ def _capture(pattern: re.Pattern, text: str, name: str, group: str) -> str:
     return value
 
 
-def _wav_files(root: Path) -> list[Path]:
+def wav_files(root: Path) -> list[Path]:
+    """Every .wav file under ``root``, in a stable order (by path relative to ``root``)."""
     if not root.is_dir():
         raise ValueError(f"audio folder not found: {root}")
     files = sorted(
@@ -121,7 +122,7 @@ def load_audio_folder(
     group_pattern = _compile(group_regex, "group_regex")
     root = Path(root)
     series, labels, groups = [], [], []
-    for path in _wav_files(root):
+    for path in wav_files(root):
         rel = path.relative_to(root).as_posix()
         labels.append(_audio_label(rel, label_from, label_pattern))
         if group_pattern is not None:
