@@ -38,7 +38,9 @@ print(json.dumps(measure_latency(run, warmup=50, repeats=int(repeats))["median_m
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint")
     parser.add_argument("fp32_onnx")
     parser.add_argument("int8_onnx")
@@ -55,13 +57,26 @@ def main() -> None:
     for _ in range(args.rounds):
         for form, (kind, artifact) in FORMS.items():
             for batch in (1, 64):
-                command = [sys.executable, "-c", CHILD, kind, paths[artifact], str(batch), str(channels),
-                           str(args.length), str(args.threads), str(args.repeats)]
+                command = [
+                    sys.executable,
+                    "-c",
+                    CHILD,
+                    kind,
+                    paths[artifact],
+                    str(batch),
+                    str(channels),
+                    str(args.length),
+                    str(args.threads),
+                    str(args.repeats),
+                ]
                 output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 results[(form, batch)].append(json.loads(output.strip().splitlines()[-1]))
     reference = {batch: statistics.median(results[("fp32 torch, as trained", batch)]) for batch in (1, 64)}
     onnx_fp32 = {batch: statistics.median(results[("fp32 ONNX Runtime", batch)]) for batch in (1, 64)}
-    print(f"# {args.checkpoint}, T={args.length}, {args.threads} thread(s), median of {args.rounds} interleaved rounds x {args.repeats} calls")
+    print(
+        f"# {args.checkpoint}, T={args.length}, {args.threads} thread(s), "
+        f"median of {args.rounds} interleaved rounds x {args.repeats} calls"
+    )
     print(f"{'form':62s} {'b1 ms':>8s} {'b64 ms':>8s} {'b64 vs torch':>13s} {'b64 vs ORT fp32':>16s}")
     for form in FORMS:
         b1, b64 = (statistics.median(results[(form, batch)]) for batch in (1, 64))

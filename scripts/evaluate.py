@@ -14,4 +14,6 @@ with job_logging(snakemake.log[0]):
     )
     write_json(metrics, snakemake.output.metrics)
     predictions.to_csv(snakemake.output.predictions, index=False)
-    print({key: metrics[key] for key in ("accuracy", "size_bytes", "latency_batch1_ms", "latency_batch64_ms")})
+    print(
+        {key: metrics[key] for key in ("accuracy", "size_bytes", "latency_batch1_ms", "latency_batch64_ms")}
+    )

@@ -6,4 +6,6 @@ from prunequant.quantize import deployment_model, export_onnx
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     model, _ = load_model(snakemake.input.model)
     dataset = load_dataset(snakemake.input.dataset)
-    export_onnx(deployment_model(model), snakemake.output.onnx, n_channels=dataset.n_channels, length=dataset.length)
+    export_onnx(
+        deployment_model(model), snakemake.output.onnx, n_channels=dataset.n_channels, length=dataset.length
+    )

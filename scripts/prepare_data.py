@@ -5,4 +5,4 @@ with job_logging(snakemake.log[0]):
     dataset = prepare_dataset(**snakemake.params.data, seed=snakemake.params.seed)
     save_dataset(dataset, snakemake.output.dataset, snakemake.output.metadata)
     print(f"Classes: {dataset.classes}")
-    print(f"Shapes: train {dataset.X_train.shape}, validation {dataset.X_val.shape}, test {dataset.X_test.shape}")
+    print(f"Shapes: train {dataset.X_train.shape}, val {dataset.X_val.shape}, test {dataset.X_test.shape}")

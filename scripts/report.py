@@ -16,9 +16,14 @@ with job_logging(snakemake.log[0]):
     write_summary_csv(summary, out.summary)
     plot_accuracy_vs_rate(summary, out.accuracy_vs_rate)
     plot_accuracy_vs_size(summary, out.accuracy_vs_size)
-    plot_training_curves(dict(zip(snakemake.params.history_names, snakemake.input.histories)), out.training_curves)
+    plot_training_curves(
+        dict(zip(snakemake.params.history_names, snakemake.input.histories, strict=True)), out.training_curves
+    )
     report_dir = Path(out.markdown).parent
-    figures = {name: Path(out[name]).relative_to(report_dir) for name in ("accuracy_vs_rate", "accuracy_vs_size", "training_curves")}
+    figures = {
+        name: Path(out[name]).relative_to(report_dir)
+        for name in ("accuracy_vs_rate", "accuracy_vs_size", "training_curves")
+    }
     write_report(
         summary,
         figures=figures,

@@ -4,7 +4,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prunequant.config import active_data_settings, config_problems, data_files, missing_data_files, model_problems
+from prunequant.config import (
+    active_data_settings,
+    config_problems,
+    data_files,
+    missing_data_files,
+    model_problems,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config.schema.yaml"
@@ -39,7 +45,9 @@ def test_problems_name_the_key(config, edit, key, words):
 
 def test_missing_data_files_are_reported(tmp_path):
     data = {"source": "npz", "npz_path": str(tmp_path / "absent.npz")}
-    assert missing_data_files(data) == [f"config key 'data.npz_path': file '{tmp_path / 'absent.npz'}' does not exist"]
+    assert missing_data_files(data) == [
+        f"config key 'data.npz_path': file '{tmp_path / 'absent.npz'}' does not exist"
+    ]
     (tmp_path / "absent.npz").write_bytes(b"")
     assert missing_data_files(data) == []
     assert missing_data_files({"source": "audio", "audio": {"root": str(tmp_path / "nope")}})
@@ -54,7 +62,14 @@ def test_blocks_too_deep_for_the_series_length_are_reported():
 
 def test_only_the_chosen_sources_settings_reach_the_data_stage(config):
     data = config["data"]
-    assert set(active_data_settings(data)) == {"source", "bundled_name", "length", "length_method", "val_fraction", "test_fraction"}
+    assert set(active_data_settings(data)) == {
+        "source",
+        "bundled_name",
+        "length",
+        "length_method",
+        "val_fraction",
+        "test_fraction",
+    }
     changed = copy.deepcopy(data)
     changed["audio"]["n_mfcc"] = 13  # unused by the bundled source
     assert active_data_settings(changed) == active_data_settings(data)
@@ -66,6 +81,9 @@ def test_data_files_are_the_files_the_source_reads(tmp_path):
     (tmp_path / "b").mkdir()
     for name in ("b/2.WAV", "a.wav", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
-    assert data_files({"source": "audio", "audio": {"root": str(tmp_path)}}) == [str(tmp_path / "a.wav"), str(tmp_path / "b/2.WAV")]
+    assert data_files({"source": "audio", "audio": {"root": str(tmp_path)}}) == [
+        str(tmp_path / "a.wav"),
+        str(tmp_path / "b/2.WAV"),
+    ]
     assert data_files({"source": "ts", "ts_train": "x.ts", "ts_test": None}) == ["x.ts"]
     assert data_files({"source": "bundled", "bundled_name": "JapaneseVowels"}) == []

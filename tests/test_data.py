@@ -155,8 +155,15 @@ def test_npz_two_dimensional_x_is_one_channel(tmp_path):
 
 def test_npz_predefined_splits_are_kept(tmp_path):
     X, y = _xy(n=30)
-    path = _write_npz(tmp_path / "d.npz", X_train=X[:20], y_train=y[:20], X_val=X[20:24], y_val=y[20:24],
-                      X_test=X[24:], y_test=y[24:])
+    path = _write_npz(
+        tmp_path / "d.npz",
+        X_train=X[:20],
+        y_train=y[:20],
+        X_val=X[20:24],
+        y_val=y[20:24],
+        X_test=X[24:],
+        y_test=y[24:],
+    )
     raw = data.load_npz(path)
     assert raw.given_splits() == ["train", "val", "test"]
     train, val, test = data.split_dataset(raw, val_fraction=0.5, test_fraction=0.5, seed=0)
@@ -182,8 +189,10 @@ def test_npz_train_and_test_only_carves_val_from_train(tmp_path):
         ({"X": np.array([[[0.0, np.inf]], [[1.0, 2.0]]]), "y": np.array([0, 1])}, "NaN or inf"),
         ({"X": np.zeros((4, 1, 3)), "y": np.zeros(4)}, "at least 2 classes"),
         ({"X": np.zeros((4, 1, 3))}, "has X but no y"),
-        ({"X_train": np.zeros((4, 1, 3)), "y_train": np.arange(4) % 2, "X_val": np.zeros((2, 1, 3))},
-         "has X_val but no y_val"),
+        (
+            {"X_train": np.zeros((4, 1, 3)), "y_train": np.arange(4) % 2, "X_val": np.zeros((2, 1, 3))},
+            "has X_val but no y_val",
+        ),
         ({"data": np.zeros((4, 1, 3))}, "expected arrays X and y"),
         ({"X": np.zeros((2, 1, 3)), "y": np.array(["a", "b"], dtype=object)}, "object arrays"),
         ({"X": np.zeros((2, 1, 3)), "y": np.arange(2), "X_train": np.zeros((2, 1, 3))}, "both X and X_train"),
@@ -232,8 +241,13 @@ def test_audio_group_split_keeps_speakers_disjoint(wav_root):
     assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
     assert set().union(*groups) == set(SPEAKERS)
     prepared = data.prepare_dataset(
-        source="audio", audio=audio, length=16, length_method="pad_crop",
-        val_fraction=0.3, test_fraction=0.25, seed=3,
+        source="audio",
+        audio=audio,
+        length=16,
+        length_method="pad_crop",
+        val_fraction=0.3,
+        test_fraction=0.25,
+        seed=3,
     )
     assert prepared.X_train.shape == (len(train), 13, 16)
     assert prepared.metadata()["split_sizes"] == {"train": len(train), "val": len(val), "test": len(test)}
@@ -307,12 +321,12 @@ def test_stratified_split_proportions_and_coverage():
     labels = np.repeat(["a", "b", "c"], 40)
     train, val, test = data.split_dataset(_raw(labels), val_fraction=0.2, test_fraction=0.25, seed=0)
     for split, per_class in ((test, 10), (val, 6), (train, 24)):
-        counts = dict(zip(*np.unique(split.labels, return_counts=True)))
+        counts = dict(zip(*np.unique(split.labels, return_counts=True), strict=True))
         assert counts == {"a": per_class, "b": per_class, "c": per_class}
     ids = _ids(train) + _ids(val) + _ids(test)
     assert sorted(ids) == list(range(120))
     for split in (train, val, test):  # series stay with their labels
-        assert all(labels[i] == label for i, label in zip(_ids(split), split.labels))
+        assert all(labels[i] == label for i, label in zip(_ids(split), split.labels, strict=True))
 
 
 def test_split_is_deterministic_in_the_seed():
@@ -385,8 +399,13 @@ def _prepare_npz(tmp_path, seed=0):
     X, y = _xy(n=40, classes=2)
     path = _write_npz(tmp_path / "src.npz", X=X, y=np.where(y == 0, "cat", "dog"))
     return data.prepare_dataset(
-        source="npz", npz_path=path, length=6, length_method="resample",
-        val_fraction=0.25, test_fraction=0.2, seed=seed,
+        source="npz",
+        npz_path=path,
+        length=6,
+        length_method="resample",
+        val_fraction=0.25,
+        test_fraction=0.2,
+        seed=seed,
     )
 
 
@@ -405,8 +424,13 @@ def test_prepare_npz_shapes_and_metadata(tmp_path):
 
 def test_prepare_bundled_japanese_vowels():
     ds = data.prepare_dataset(
-        source="bundled", bundled_name="JapaneseVowels", length=32, length_method="resample",
-        val_fraction=0.1, test_fraction=0.5, seed=0,
+        source="bundled",
+        bundled_name="JapaneseVowels",
+        length=32,
+        length_method="resample",
+        val_fraction=0.1,
+        test_fraction=0.5,
+        seed=0,
     )
     assert ds.X_train.shape[1:] == (12, 32) and len(ds.classes) == 9
     assert len(ds.y_test) == 370 and len(ds.y_train) + len(ds.y_val) == 270

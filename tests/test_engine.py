@@ -15,7 +15,9 @@ from prunequant.engine import (
 from prunequant.model import BlockSpec, ModelSpec, build_model
 
 SPEC = ModelSpec(in_channels=3, n_classes=2, blocks=(BlockSpec(5, 2, 8),))
-CONFIG = TrainConfig(epochs=4, batch_size=8, lr=1e-2, weight_decay=0.0, lr_schedule="step", lr_step_epochs=2, seed=3)
+CONFIG = TrainConfig(
+    epochs=4, batch_size=8, lr=1e-2, weight_decay=0.0, lr_schedule="step", lr_step_epochs=2, seed=3
+)
 
 
 def separable_data(n=64, seed=0):
@@ -132,7 +134,9 @@ def test_history_csv_has_one_row_per_epoch(tmp_path):
 
 def test_invalid_settings_are_rejected():
     with pytest.raises(ValueError, match="lr_schedule"):
-        TrainConfig(epochs=1, batch_size=1, lr=1e-3, weight_decay=0, lr_schedule="exp", lr_step_epochs=1, seed=0)
+        TrainConfig(
+            epochs=1, batch_size=1, lr=1e-3, weight_decay=0, lr_schedule="exp", lr_step_epochs=1, seed=0
+        )
     assert pick_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):

@@ -16,8 +16,13 @@ def variant_files(tmp_path_factory):
     y = np.arange(60) % 3
     np.savez(directory / "raw.npz", X=rng.standard_normal((60, 4, 30)).astype(np.float32), y=y)
     dataset = prepare_dataset(
-        source="npz", npz_path=directory / "raw.npz", length=30, length_method="resample",
-        val_fraction=0.2, test_fraction=0.25, seed=0,
+        source="npz",
+        npz_path=directory / "raw.npz",
+        length=30,
+        length_method="resample",
+        val_fraction=0.2,
+        test_fraction=0.25,
+        seed=0,
     )
     save_dataset(dataset, directory / "dataset.npz", directory / "dataset.json")
     torch.manual_seed(0)
@@ -31,9 +36,17 @@ def variant_files(tmp_path_factory):
 def test_metrics_describe_the_variant_and_match_its_predictions(variant_files, runtime, artifact):
     directory, model, dataset = variant_files
     metrics, predictions = evaluate_variant(
-        artifact_path=directory / artifact, parent_model_path=directory / "model.pt",
-        dataset_path=directory / "dataset.npz", model_name="baseline", prune_rate=0.0,
-        precision="fp32", runtime=runtime, batch_size=4, latency_threads=1, latency_warmup=0, latency_repeats=2,
+        artifact_path=directory / artifact,
+        parent_model_path=directory / "model.pt",
+        dataset_path=directory / "dataset.npz",
+        model_name="baseline",
+        prune_rate=0.0,
+        precision="fp32",
+        runtime=runtime,
+        batch_size=4,
+        latency_threads=1,
+        latency_warmup=0,
+        latency_repeats=2,
     )
     with torch.no_grad():
         expected = model(torch.from_numpy(dataset.X_test)).argmax(1).numpy()
@@ -51,7 +64,15 @@ def test_unknown_runtime_is_rejected(variant_files):
     directory, _, _ = variant_files
     with pytest.raises(ValueError, match="unknown runtime"):
         evaluate_variant(
-            artifact_path=directory / "model.pt", parent_model_path=directory / "model.pt",
-            dataset_path=directory / "dataset.npz", model_name="baseline", prune_rate=0.0,
-            precision="fp32", runtime="tflite", batch_size=4, latency_threads=1, latency_warmup=0, latency_repeats=1,
+            artifact_path=directory / "model.pt",
+            parent_model_path=directory / "model.pt",
+            dataset_path=directory / "dataset.npz",
+            model_name="baseline",
+            prune_rate=0.0,
+            precision="fp32",
+            runtime="tflite",
+            batch_size=4,
+            latency_threads=1,
+            latency_warmup=0,
+            latency_repeats=1,
         )

@@ -13,8 +13,8 @@ def test_output_warnings_and_tracebacks_land_in_the_log(tmp_path):
         with job_logging(log):
             print("Epoch: 1")
             print("progress", file=sys.stderr)
-            warnings.warn("something odd")
-            1 / 0
+            warnings.warn("something odd", stacklevel=1)
+            raise ZeroDivisionError("while training")
     assert sys.stdout is stdout
     text = log.read_text()
     assert "Epoch: 1" in text and "progress" in text and "something odd" in text

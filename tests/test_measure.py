@@ -70,7 +70,8 @@ def test_onnx_weight_bytes_counts_every_storage_field(tmp_path):
     constant = helper.make_node("Constant", [], ["c"], value=constant_value)
     node = helper.make_node("Identity", ["x"], ["y"])
     graph = helper.make_graph(
-        [constant, node], "g",
+        [constant, node],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
         initializer=[raw, typed, wide, scalar],
@@ -119,7 +120,8 @@ def test_torch_runner_runs_fixed_batch_with_requested_threads():
 def test_onnx_runner_feeds_same_batch_as_torch_runner(tmp_path):
     # A graph that returns its input shows exactly which batch the runner feeds.
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["input"], ["logits"])], "g",
+        [helper.make_node("Identity", ["input"], ["logits"])],
+        "g",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 2, 9])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2, 9])],
     )
@@ -135,5 +137,9 @@ def test_onnx_runner_feeds_same_batch_as_torch_runner(tmp_path):
         torch.set_num_threads(previous)
     assert fed.shape == (4, 2, 9)
     np.testing.assert_array_equal(fed, torch_batch.numpy())
-    assert measure_latency(make_onnx_runner(path, batch_size=4, n_channels=2, length=9, threads=1),
-                           warmup=2, repeats=7)["repeats"] == 7
+    assert (
+        measure_latency(
+            make_onnx_runner(path, batch_size=4, n_channels=2, length=9, threads=1), warmup=2, repeats=7
+        )["repeats"]
+        == 7
+    )

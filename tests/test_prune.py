@@ -39,7 +39,7 @@ def test_pruned_model_matches_the_original_with_those_channels_masked(randomized
     # A removed channel disappears where it is next consumed: the next block's depthwise
     # output, or the pooled features that feed the head.
     consumers = [block.depthwise for block in original.blocks[1:]] + [original.blocks[-1].pool]
-    handles = [layer.register_forward_hook(mask(r)) for layer, r in zip(consumers, removed)]
+    handles = [layer.register_forward_hook(mask(r)) for layer, r in zip(consumers, removed, strict=True)]
     x = torch.randn(6, 4, 40)
     with torch.no_grad():
         expected = original(x)

@@ -133,8 +133,12 @@ def trained(tmp_path_factory):
         deployment_model(model), directory / "fp32.onnx", n_channels=N_CHANNELS, length=LENGTH
     )
     return {
-        "model": model, "x_train": x_train, "x_test": x_test, "y_test": y_test,
-        "fp32": fp32_path, "dir": directory,
+        "model": model,
+        "x_train": x_train,
+        "x_test": x_test,
+        "y_test": y_test,
+        "fp32": fp32_path,
+        "dir": directory,
     }
 
 
@@ -176,8 +180,13 @@ def top1_agreement(fp32_path, int8_path, x) -> float:
 
 def test_quantize_qoperator_uses_int8_kernels(trained):
     int8_path = quantize_static_int8(
-        trained["fp32"], trained["dir"] / "qop.onnx", trained["x_train"][:128],
-        quant_format="QOperator", calibration_method="MinMax", per_channel=True, batch_size=32,
+        trained["fp32"],
+        trained["dir"] / "qop.onnx",
+        trained["x_train"][:128],
+        quant_format="QOperator",
+        calibration_method="MinMax",
+        per_channel=True,
+        batch_size=32,
     )
     ops = count_quantized_ops(int8_path)
     assert ops.get("QLinearConv") == 2 and "Conv" not in ops
@@ -192,8 +201,13 @@ def test_quantize_qoperator_uses_int8_kernels(trained):
 
 def test_quantize_qdq_wraps_conv_in_quantize_dequantize(trained):
     int8_path = quantize_static_int8(
-        trained["fp32"], trained["dir"] / "qdq.onnx", trained["x_train"][:128],
-        quant_format="QDQ", calibration_method="MinMax", per_channel=True, batch_size=32,
+        trained["fp32"],
+        trained["dir"] / "qdq.onnx",
+        trained["x_train"][:128],
+        quant_format="QDQ",
+        calibration_method="MinMax",
+        per_channel=True,
+        batch_size=32,
     )
     ops = count_quantized_ops(int8_path)
     assert ops.get("QuantizeLinear", 0) >= 2 and ops.get("DequantizeLinear", 0) >= 4 and ops["Conv"] == 2
@@ -204,8 +218,13 @@ def test_quantize_qdq_wraps_conv_in_quantize_dequantize(trained):
 @pytest.mark.parametrize("method", ["Entropy", "Percentile"])
 def test_quantize_other_calibration_methods(trained, method):
     int8_path = quantize_static_int8(
-        trained["fp32"], trained["dir"] / f"{method}.onnx", trained["x_train"][:128],
-        quant_format="QOperator", calibration_method=method, per_channel=False, batch_size=64,
+        trained["fp32"],
+        trained["dir"] / f"{method}.onnx",
+        trained["x_train"][:128],
+        quant_format="QOperator",
+        calibration_method=method,
+        per_channel=False,
+        batch_size=64,
     )
     weights = {t.name: t for t in onnx.load(str(int8_path)).graph.initializer}
     assert list(weights["blocks.0.pointwise.weight_scale"].dims) == [], "one scale per tensor"
@@ -215,8 +234,13 @@ def test_quantize_other_calibration_methods(trained, method):
 def test_quantize_agreement_depends_on_calibration(trained):
     # Ranges from inputs 20x too small clip real activations: the agreement check must catch it.
     int8_path = quantize_static_int8(
-        trained["fp32"], trained["dir"] / "miscalibrated.onnx", trained["x_train"][:128] * 0.05,
-        quant_format="QOperator", calibration_method="MinMax", per_channel=True, batch_size=32,
+        trained["fp32"],
+        trained["dir"] / "miscalibrated.onnx",
+        trained["x_train"][:128] * 0.05,
+        quant_format="QOperator",
+        calibration_method="MinMax",
+        per_channel=True,
+        batch_size=32,
     )
     assert top1_agreement(trained["fp32"], int8_path, trained["x_test"]) < 0.5
 
@@ -224,8 +248,13 @@ def test_quantize_agreement_depends_on_calibration(trained):
 def test_quantize_is_deterministic(trained):
     paths = [
         quantize_static_int8(
-            trained["fp32"], trained["dir"] / f"det{i}.onnx", trained["x_train"][:64],
-            quant_format="QOperator", calibration_method="MinMax", per_channel=True, batch_size=16,
+            trained["fp32"],
+            trained["dir"] / f"det{i}.onnx",
+            trained["x_train"][:64],
+            quant_format="QOperator",
+            calibration_method="MinMax",
+            per_channel=True,
+            batch_size=16,
         )
         for i in range(2)
     ]

@@ -44,10 +44,20 @@ META = {
 
 def _record(model, rate, precision, runtime, accuracy, size, lat64, parameters, macs):
     return {
-        "model": model, "prune_rate": rate, "precision": precision, "runtime": runtime,
-        "accuracy": accuracy, "loss": 0.1234, "n_test": 1320, "parameters": parameters,
-        "macs": macs, "size_bytes": size, "weight_bytes": size // 2,
-        "latency_batch1_ms": lat64 / 20, "latency_batch64_ms": lat64, "latency_threads": 1,
+        "model": model,
+        "prune_rate": rate,
+        "precision": precision,
+        "runtime": runtime,
+        "accuracy": accuracy,
+        "loss": 0.1234,
+        "n_test": 1320,
+        "parameters": parameters,
+        "macs": macs,
+        "size_bytes": size,
+        "weight_bytes": size // 2,
+        "latency_batch1_ms": lat64 / 20,
+        "latency_batch64_ms": lat64,
+        "latency_threads": 1,
     }
 
 
@@ -83,9 +93,15 @@ def test_summary_has_one_row_per_variant_with_all_columns(summary):
     assert len(summary) == 9
     assert tuple(summary.columns) == SUMMARY_COLUMNS
     assert list(summary["variant"]) == [
-        "baseline/fp32/torch", "baseline/fp32/onnxruntime", "baseline/int8/onnxruntime",
-        "rate0.25/fp32/torch", "rate0.25/fp32/onnxruntime", "rate0.25/int8/onnxruntime",
-        "rate0.5/fp32/torch", "rate0.5/fp32/onnxruntime", "rate0.5/int8/onnxruntime",
+        "baseline/fp32/torch",
+        "baseline/fp32/onnxruntime",
+        "baseline/int8/onnxruntime",
+        "rate0.25/fp32/torch",
+        "rate0.25/fp32/onnxruntime",
+        "rate0.25/int8/onnxruntime",
+        "rate0.5/fp32/torch",
+        "rate0.5/fp32/onnxruntime",
+        "rate0.5/int8/onnxruntime",
     ]
 
 
@@ -166,9 +182,16 @@ def test_summary_plots_are_pngs_of_the_expected_size(summary, tmp_path, plot, si
 
 def _write_history(path, epochs, start_loss):
     rows = [
-        {"epoch": e, "train_loss": start_loss / e, "train_accuracy": 60 + 3 * e,
-         "val_loss": start_loss / e + 0.05, "val_accuracy": 58 + 3 * e, "learning_rate": 1e-3,
-         "train_time": 0.5, "val_time": 0.1}
+        {
+            "epoch": e,
+            "train_loss": start_loss / e,
+            "train_accuracy": 60 + 3 * e,
+            "val_loss": start_loss / e + 0.05,
+            "val_accuracy": 58 + 3 * e,
+            "learning_rate": 1e-3,
+            "train_time": 0.5,
+            "val_time": 0.1,
+        }
         for e in range(1, epochs + 1)
     ]
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -210,7 +233,7 @@ def test_report_contains_tables_figures_and_computed_headline(summary, tmp_path)
     assert "## Cost and benefit vs baseline" in text
     for variant in summary["variant"]:
         assert text.count(f"| {variant} |") == 2  # once per table
-    for name, link in FIGURES.items():
+    for link in FIGURES.values():
         assert f"]({link})" in text
     # Formatting: accuracy with 2 decimals, bytes as integers, latency with 3 decimals.
     assert (
@@ -227,8 +250,16 @@ def test_report_contains_tables_figures_and_computed_headline(summary, tmp_path)
     assert "0.225x" in headline and "2.50x" in headline and "-0.80 pp" in headline
     assert "0.400 vs 1.000 ms" in headline
 
-    for fact in ("FordA", "classes (2)", "1 channel(s) x 500 time steps", "train 2880",
-                 "validation 720", "test 1320", "seed: 7", "rate(s) (0.25, 0.5)"):
+    for fact in (
+        "FordA",
+        "classes (2)",
+        "1 channel(s) x 500 time steps",
+        "train 2880",
+        "validation 720",
+        "test 1320",
+        "seed: 7",
+        "rate(s) (0.25, 0.5)",
+    ):
         assert fact in text
     assert "median" in text and "1 thread" in text and "never used for selection" in text
 

@@ -11,7 +11,14 @@ import torch
 
 from prunequant.data import prepare_dataset, save_dataset
 
-TRAINING = {"epochs": 150, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.0, "lr_schedule": "cosine", "lr_step_epochs": 1}
+TRAINING = {
+    "epochs": 150,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "lr_schedule": "cosine",
+    "lr_step_epochs": 1,
+}
 JOB = """
 import sys
 from prunequant.training import run_training
@@ -30,8 +37,13 @@ def make_dataset(tmp_path):
     x = rng.standard_normal((120, 4, 40)).astype(np.float32) + y[:, None, None]
     np.savez(tmp_path / "raw.npz", X=x, y=y)
     dataset = prepare_dataset(
-        source="npz", npz_path=tmp_path / "raw.npz", length=40, length_method="resample",
-        val_fraction=0.25, test_fraction=0.25, seed=0,
+        source="npz",
+        npz_path=tmp_path / "raw.npz",
+        length=40,
+        length_method="resample",
+        val_fraction=0.25,
+        test_fraction=0.25,
+        seed=0,
     )
     save_dataset(dataset, tmp_path / "dataset.npz", tmp_path / "dataset.json")
     return tmp_path / "dataset.npz"
@@ -41,8 +53,11 @@ def start(tmp_path, out, dataset):
     script = tmp_path / "job.py"
     script.write_text(JOB.format(training=repr(TRAINING)))
     (tmp_path / out).mkdir()
-    return subprocess.Popen([sys.executable, str(script), str(tmp_path / out), str(dataset)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / out), str(dataset)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
@@ -58,7 +73,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert killed.returncode == -signal.SIGKILL, "training finished before it could be killed"
     assert not (tmp_path / "killed" / "model.pt").exists()
 
-    resumed = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(tmp_path / "killed"), str(dataset)])
+    resumed = subprocess.run(
+        [sys.executable, str(tmp_path / "job.py"), str(tmp_path / "killed"), str(dataset)]
+    )
     assert resumed.returncode == 0
     assert start(tmp_path, "uninterrupted", dataset).wait() == 0
     uninterrupted = tmp_path / "uninterrupted"

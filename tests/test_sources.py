@@ -15,7 +15,15 @@ def test_transitive_imports_are_found(tmp_path):
     script.write_text("from prunequant.training import run_training\n")
     found = names(library_sources(script, PACKAGE))
     # training imports engine, which imports checkpoint, which imports model
-    assert {"__init__.py", "training.py", "engine.py", "checkpoint.py", "model.py", "dataset.py", "raw.py"} <= found
+    assert {
+        "__init__.py",
+        "training.py",
+        "engine.py",
+        "checkpoint.py",
+        "model.py",
+        "dataset.py",
+        "raw.py",
+    } <= found
     assert "report.py" not in found and "quantize.py" not in found
 
 

@@ -37,7 +37,13 @@ def tiny_config(audio_root: Path) -> dict:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["data"].update(source="audio", length=32, val_fraction=0.25, test_fraction=0.25)
     config["data"]["audio"].update(
-        root=str(audio_root), label_from="folder", group_regex=r"(spk\d)_", sample_rate=8000, n_mfcc=8, hop_length=80, n_fft=256
+        root=str(audio_root),
+        label_from="folder",
+        group_regex=r"(spk\d)_",
+        sample_rate=8000,
+        n_mfcc=8,
+        hop_length=80,
+        n_fft=256,
     )
     config["model"]["blocks"] = [{"kernel_size": 5, "stride": 2, "width": 12}]
     config["train"].update(epochs=4, batch_size=8)
@@ -50,7 +56,14 @@ def tiny_config(audio_root: Path) -> dict:
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*SNAKEMAKE, "--snakefile", str(workdir / "workflow" / "Snakefile"), "--directory", str(workdir), *args],
+        [
+            *SNAKEMAKE,
+            "--snakefile",
+            str(workdir / "workflow" / "Snakefile"),
+            "--directory",
+            str(workdir),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -97,11 +110,19 @@ def test_every_stage_writes_its_outputs(finished_run):
     rows = list(csv.DictReader((report / "summary.csv").open()))
     assert len(rows) == 3 * 3  # baseline + 2 rates, each fp32/torch, fp32/onnxruntime, int8/onnxruntime
     assert {r["model"] for r in rows} == {"baseline", "rate0.25", "rate0.5"}
-    assert {(r["precision"], r["runtime"]) for r in rows} == {("fp32", "torch"), ("fp32", "onnxruntime"), ("int8", "onnxruntime")}
+    assert {(r["precision"], r["runtime"]) for r in rows} == {
+        ("fp32", "torch"),
+        ("fp32", "onnxruntime"),
+        ("int8", "onnxruntime"),
+    }
     by_variant = {r["variant"]: r for r in rows}
-    assert int(by_variant["rate0.5/fp32/torch"]["parameters"]) < int(by_variant["baseline/fp32/torch"]["parameters"])
+    assert int(by_variant["rate0.5/fp32/torch"]["parameters"]) < int(
+        by_variant["baseline/fp32/torch"]["parameters"]
+    )
     # A model this tiny is dominated by container overhead: compare weight payloads, not files.
-    assert int(by_variant["baseline/int8/onnxruntime"]["weight_bytes"]) < int(by_variant["baseline/fp32/onnxruntime"]["weight_bytes"])
+    assert int(by_variant["baseline/int8/onnxruntime"]["weight_bytes"]) < int(
+        by_variant["baseline/fp32/onnxruntime"]["weight_bytes"]
+    )
     for row in rows:
         assert 0 <= float(row["accuracy"]) <= 100 and float(row["latency_batch64_ms"]) > 0
     markdown = (report / "report.md").read_text()
@@ -151,7 +172,12 @@ def test_a_new_prune_rate_runs_only_its_branch(finished_run):
     write_config(workdir, changed)
     try:
         assert planned_jobs(workdir) == {
-            "prune": 1, "finetune": 1, "export_onnx": 1, "quantize": 1, "evaluate": 3, "report": 1
+            "prune": 1,
+            "finetune": 1,
+            "export_onnx": 1,
+            "quantize": 1,
+            "evaluate": 3,
+            "report": 1,
         }
     finally:
         write_config(workdir, config)

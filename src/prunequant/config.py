@@ -17,7 +17,12 @@ from prunequant.model import BlockSpec, ModelSpec
 __all__ = ["config_problems", "missing_data_files", "model_problems", "active_data_settings", "data_files"]
 
 # The data keys each source reads; the others do not affect its result.
-SOURCE_KEYS = {"bundled": ("bundled_name",), "npz": ("npz_path",), "ts": ("ts_train", "ts_test"), "audio": ("audio",)}
+SOURCE_KEYS = {
+    "bundled": ("bundled_name",),
+    "npz": ("npz_path",),
+    "ts": ("ts_train", "ts_test"),
+    "audio": ("audio",),
+}
 SHARED_DATA_KEYS = ("source", "length", "length_method", "val_fraction", "test_fraction")
 
 
@@ -44,7 +49,10 @@ def missing_data_files(data: dict) -> list[str]:
     if source == "npz":
         wanted = {"data.npz_path": (data.get("npz_path"), "file")}
     elif source == "ts":
-        wanted = {"data.ts_train": (data.get("ts_train"), "file"), "data.ts_test": (data.get("ts_test"), "file")}
+        wanted = {
+            "data.ts_train": (data.get("ts_train"), "file"),
+            "data.ts_test": (data.get("ts_test"), "file"),
+        }
     elif source == "audio":
         wanted = {"data.audio.root": ((data.get("audio") or {}).get("root"), "folder")}
     else:

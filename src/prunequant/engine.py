@@ -15,9 +15,9 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -198,7 +198,11 @@ def train(
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history = [EpochRecord(**row) for row in state["history"]]
-        best_accuracy, best_epoch, best_state = state["best_accuracy"], state["best_epoch"], state["best_state"]
+        best_accuracy, best_epoch, best_state = (
+            state["best_accuracy"],
+            state["best_epoch"],
+            state["best_state"],
+        )
         log(f"Resuming from epoch {len(history)} ({resume_path})")
     resumed_from = len(history)
 
@@ -210,10 +214,14 @@ def train(
         )
         train_time = time.perf_counter() - started
         started = time.perf_counter()
-        val_loss, val_accuracy, _ = evaluate(model, x_val, y_val, batch_size=max(config.batch_size, 256), desc="Testing")
+        val_loss, val_accuracy, _ = evaluate(
+            model, x_val, y_val, batch_size=max(config.batch_size, 256), desc="Testing"
+        )
         val_time = time.perf_counter() - started
         scheduler.step()
-        record = EpochRecord(epoch, train_loss, train_accuracy, val_loss, val_accuracy, learning_rate, train_time, val_time)
+        record = EpochRecord(
+            epoch, train_loss, train_accuracy, val_loss, val_accuracy, learning_rate, train_time, val_time
+        )
         history.append(record)
         log(format_epoch_line(record))
         if val_accuracy > best_accuracy:

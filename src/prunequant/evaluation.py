@@ -28,26 +28,32 @@ from prunequant.measure import (
 )
 from prunequant.quantize import OnnxClassifier
 
-__all__ = ["RUNTIMES", "LATENCY_BATCH_SIZES", "test_logits", "evaluate_variant"]
+__all__ = ["RUNTIMES", "LATENCY_BATCH_SIZES", "predict_logits", "evaluate_variant"]
 
 RUNTIMES = ("torch", "onnxruntime")
 LATENCY_BATCH_SIZES = (1, 64)
 
 
-def test_logits(artifact_path: str | os.PathLike, runtime: str, x: np.ndarray, *, batch_size: int, threads: int) -> np.ndarray:
+def predict_logits(
+    artifact_path: str | os.PathLike, runtime: str, x: np.ndarray, *, batch_size: int, threads: int
+) -> np.ndarray:
     """Logits of every test sample from a torch checkpoint or an ONNX file."""
     if runtime == "torch":
         torch.set_num_threads(threads)
         model, _ = load_model(artifact_path)
         with torch.inference_mode():
-            return torch.cat([model(torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]).numpy()
+            return torch.cat(
+                [model(torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+            ).numpy()
     if runtime == "onnxruntime":
         classifier = OnnxClassifier(artifact_path, threads=threads)
         return np.concatenate([classifier(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     raise ValueError(f"unknown runtime {runtime!r}; known: {RUNTIMES}")
 
 
-def _latency(artifact_path, runtime: str, *, n_channels: int, length: int, threads: int, warmup: int, repeats: int) -> dict:
+def _latency(
+    artifact_path, runtime: str, *, n_channels: int, length: int, threads: int, warmup: int, repeats: int
+) -> dict:
     latencies = {}
     for batch_size in LATENCY_BATCH_SIZES:
         shape = {"batch_size": batch_size, "n_channels": n_channels, "length": length, "threads": threads}
@@ -55,7 +61,9 @@ def _latency(artifact_path, runtime: str, *, n_channels: int, length: int, threa
             run = make_torch_runner(load_model(artifact_path)[0], **shape)
         else:
             run = make_onnx_runner(artifact_path, **shape)
-        latencies[f"latency_batch{batch_size}_ms"] = measure_latency(run, warmup=warmup, repeats=repeats)["median_ms"]
+        latencies[f"latency_batch{batch_size}_ms"] = measure_latency(run, warmup=warmup, repeats=repeats)[
+            "median_ms"
+        ]
     return latencies
 
 
@@ -80,7 +88,9 @@ def evaluate_variant(
     arithmetic a sample needs (BatchNorm's own few operations aside).
     """
     dataset = load_dataset(dataset_path)
-    logits = test_logits(artifact_path, runtime, dataset.X_test, batch_size=batch_size, threads=latency_threads)
+    logits = predict_logits(
+        artifact_path, runtime, dataset.X_test, batch_size=batch_size, threads=latency_threads
+    )
     targets = torch.from_numpy(dataset.y_test)
     loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits).float(), targets).item()
     predictions = logits.argmax(axis=1)
@@ -116,6 +126,11 @@ def evaluate_variant(
         )
     )
     table = pd.DataFrame(
-        {"index": np.arange(len(predictions)), "label": dataset.y_test, "prediction": predictions, "correct": predictions == dataset.y_test}
+        {
+            "index": np.arange(len(predictions)),
+            "label": dataset.y_test,
+            "prediction": predictions,
+            "correct": predictions == dataset.y_test,
+        }
     )
     return metrics, table

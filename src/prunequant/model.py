@@ -31,7 +31,7 @@ class ModelSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelSpec":
+    def from_dict(cls, data: dict) -> ModelSpec:
         blocks = tuple(BlockSpec(**block) for block in data["blocks"])
         return cls(in_channels=int(data["in_channels"]), n_classes=int(data["n_classes"]), blocks=blocks)
 

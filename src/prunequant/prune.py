@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch_pruning as tp
@@ -51,7 +51,9 @@ def prune_channels(model: SeparableCNN, rate: float, criterion: str = "l1") -> t
     spec = spec_of(pruned)
     example = torch.zeros(1, spec.in_channels, _shortest_valid_length(pruned))
     graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example)
-    plan = [(block, channels_to_remove(CRITERIA[criterion](block.pointwise), rate)) for block in pruned.blocks]
+    plan = [
+        (block, channels_to_remove(CRITERIA[criterion](block.pointwise), rate)) for block in pruned.blocks
+    ]
     blocks = []
     for index, (block, removed) in enumerate(plan):
         before = block.pointwise.out_channels
@@ -60,7 +62,14 @@ def prune_channels(model: SeparableCNN, rate: float, criterion: str = "l1") -> t
             raise RuntimeError(f"block {index}: removing channels {removed} would break the model")
         if removed:
             group.prune()
-        blocks.append({"block": index, "channels_before": before, "channels_after": block.pointwise.out_channels, "removed": removed})
+        blocks.append(
+            {
+                "block": index,
+                "channels_before": before,
+                "channels_after": block.pointwise.out_channels,
+                "removed": removed,
+            }
+        )
     pruned.eval()  # torch-pruning hands back new layers in train mode
     record = {
         "rate": rate,

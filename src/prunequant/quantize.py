@@ -52,11 +52,21 @@ CALIBRATION_METHODS = {
 DEFAULT_OPSET = 18  # every op here, quantized or not, has an ORT CPU kernel at this opset
 
 # Op types that only exist in a graph whose arithmetic runs on 8-bit integers.
-_INT8_OP_TYPES = ("QLinearConv", "QLinearMatMul", "QGemm", "QLinearAveragePool", "QLinearGlobalAveragePool",
-                  "ConvInteger", "MatMulInteger", "QuantizeLinear", "DequantizeLinear")
+_INT8_OP_TYPES = (
+    "QLinearConv",
+    "QLinearMatMul",
+    "QGemm",
+    "QLinearAveragePool",
+    "QLinearGlobalAveragePool",
+    "ConvInteger",
+    "MatMulInteger",
+    "QuantizeLinear",
+    "DequantizeLinear",
+)
 
 
 # --------------------------------------------------------------------------- BatchNorm folding
+
 
 def _bn_affine(norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BatchNorm as y = scale * x + shift, in float64 to keep the fold exact."""
@@ -141,6 +151,7 @@ def deployment_model(model: SeparableCNN) -> SeparableCNN:
 
 # --------------------------------------------------------------------------- ONNX export
 
+
 @contextlib.contextmanager
 def _quiet():
     """Silence exporter chatter (progress lines, torchvision-missing warnings, deprecations)."""
@@ -154,7 +165,7 @@ def _quiet():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 
@@ -213,6 +224,7 @@ def export_onnx(
 
 # --------------------------------------------------------------------------- static int8
 
+
 class _ArrayReader(ortq.CalibrationDataReader):
     """Feeds a float32 [N, C, T] array to the calibrator in fixed-order batches."""
 
@@ -225,7 +237,7 @@ class _ArrayReader(ortq.CalibrationDataReader):
     def get_next(self) -> dict | None:
         if self._start >= len(self._data):
             return None
-        batch = self._data[self._start:self._start + self._batch_size]
+        batch = self._data[self._start : self._start + self._batch_size]
         self._start += self._batch_size
         return {self._input_name: batch}
 
@@ -383,6 +395,7 @@ def has_int8_ops(op_counts: dict[str, int]) -> bool:
 
 
 # --------------------------------------------------------------------------- inference
+
 
 class OnnxClassifier:
     """An ORT CPU session pinned to ``threads`` intra-op threads, one op at a time."""

@@ -16,9 +16,13 @@ from prunequant.model import BlockSpec, ModelSpec, SeparableCNN, build_model
 __all__ = ["baseline_model", "run_training"]
 
 
-def baseline_model(blocks: list[dict], n_channels: int, n_classes: int, length: int, seed: int) -> SeparableCNN:
+def baseline_model(
+    blocks: list[dict], n_channels: int, n_classes: int, length: int, seed: int
+) -> SeparableCNN:
     """A freshly initialised reference model sized for the data."""
-    spec = ModelSpec(in_channels=n_channels, n_classes=n_classes, blocks=tuple(BlockSpec(**b) for b in blocks))
+    spec = ModelSpec(
+        in_channels=n_channels, n_classes=n_classes, blocks=tuple(BlockSpec(**b) for b in blocks)
+    )
     spec.check_input_length(length)
     seed_everything(seed)
     return build_model(spec)

@@ -30,7 +30,7 @@ class AudioOptions:
     group_regex: str | None = None  # first capture group is a group key, e.g. a speaker id
 
     @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> "AudioOptions":
+    def from_dict(cls, options: dict[str, Any]) -> AudioOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -140,4 +140,3 @@ def load_audio_folder(
         group_regex=group_regex,
     )
     return RawDataset(train=train, source={"kind": "audio", **asdict(options)})
-

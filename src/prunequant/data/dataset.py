@@ -62,7 +62,7 @@ class PreparedDataset:
         counts = {}
         for name in SPLITS:
             per_class = np.bincount(self.split(name)[1], minlength=len(self.classes))
-            counts[name] = {label: int(n) for label, n in zip(self.classes, per_class)}
+            counts[name] = {label: int(n) for label, n in zip(self.classes, per_class, strict=True)}
         return {
             **self.provenance,
             "classes": list(self.classes),

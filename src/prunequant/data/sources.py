@@ -128,4 +128,3 @@ def load_npz(path: str | os.PathLike) -> RawDataset:
     if len(np.unique(labels)) < 2:
         raise ValueError(f"{path}: needs at least 2 classes, found {sorted(set(labels))}")
     return RawDataset(**splits, source={"kind": "npz", "path": str(path)})
-

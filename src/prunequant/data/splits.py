@@ -74,4 +74,3 @@ def split_dataset(
         _check_fraction("val_fraction", val_fraction)
         train, val = _split_off(train, val_fraction, rng, "val")
     return train, val, test
-

@@ -90,4 +90,3 @@ def standardize(
     std = np.where(std <= np.finfo(np.float32).eps * np.abs(mean), 1.0, std)
     scaled = tuple(((a - mean[None, :, None]) / std[None, :, None]).astype(np.float32) for a in arrays)
     return scaled, (mean.astype(np.float32), std.astype(np.float32))
-

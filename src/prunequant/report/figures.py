@@ -44,13 +44,17 @@ def plot_accuracy_vs_rate(summary: pd.DataFrame, path: PathLike) -> None:
         # fp32 in torch and in ONNX Runtime should score the same, so their lines coincide: hollow
         # markers shrinking line by line and a dashed line for every runtime but torch keep each visible.
         ax.plot(
-            rows["prune_rate"], rows["accuracy"], color=color, marker=marker, markerfacecolor="none",
-            markersize=11 - 2 * min(i, 3), linestyle="-" if setting[1] == "torch" else "--",
+            rows["prune_rate"],
+            rows["accuracy"],
+            color=color,
+            marker=marker,
+            markerfacecolor="none",
+            markersize=11 - 2 * min(i, 3),
+            linestyle="-" if setting[1] == "torch" else "--",
             label=" / ".join(setting),
         )
     ax.set_xticks(sorted(summary["prune_rate"].unique()))
-    ax.set(title="Test accuracy vs prune rate", xlabel="prune rate (fraction)",
-           ylabel="test accuracy (%)")
+    ax.set(title="Test accuracy vs prune rate", xlabel="prune rate (fraction)", ylabel="test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(title="precision / runtime")
     _save(fig, path)
@@ -62,12 +66,13 @@ def plot_accuracy_vs_size(summary: pd.DataFrame, path: PathLike) -> None:
     ax = fig.add_subplot()
     for i, (setting, (color, marker)) in enumerate(_setting_styles(summary).items()):
         rows = _rows(summary, setting)
-        ax.scatter(rows["size_bytes"], rows["accuracy"], color=color, marker=marker, s=50,
-                   label=" / ".join(setting))
+        ax.scatter(
+            rows["size_bytes"], rows["accuracy"], color=color, marker=marker, s=50, label=" / ".join(setting)
+        )
         # fp32 files in two formats often sit side by side at the same accuracy: labelling
         # alternate settings above and below keeps their labels apart.
         offset, va = ((5, 5), "bottom") if i % 2 == 0 else ((5, -5), "top")
-        for model, x, y in zip(rows["model"], rows["size_bytes"], rows["accuracy"]):
+        for model, x, y in zip(rows["model"], rows["size_bytes"], rows["accuracy"], strict=True):
             ax.annotate(model, (x, y), xytext=offset, textcoords="offset points", fontsize=8, va=va)
     ax.margins(x=0.08)  # room for the labels of the outermost points
     sizes = summary["size_bytes"]

@@ -131,7 +131,7 @@ def _sort_key(record: dict) -> tuple:
 
 def _add_derived(summary: pd.DataFrame) -> pd.DataFrame:
     base = summary[summary["model"] == BASELINE_MODEL].set_index(["precision", "runtime"])
-    settings = list(zip(summary["precision"], summary["runtime"]))
+    settings = list(zip(summary["precision"], summary["runtime"], strict=True))
     fp32_same_runtime = [("fp32", runtime) for _, runtime in settings]
     needed = set(settings) | set(fp32_same_runtime) | {REFERENCE_SETTING}
     missing = sorted(needed - set(base.index), key=_setting_key)
@@ -153,7 +153,7 @@ def _add_derived(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _settings(summary: pd.DataFrame) -> list[tuple[str, str]]:
-    return sorted(set(zip(summary["precision"], summary["runtime"])), key=_setting_key)
+    return sorted(set(zip(summary["precision"], summary["runtime"], strict=True)), key=_setting_key)
 
 
 def _rows(summary: pd.DataFrame, setting: tuple[str, str]) -> pd.DataFrame:
