@@ -1,6 +1,8 @@
+import numpy as np
 import pytest
 import torch
 
+from prunequant.data import PreparedDataset, prepare_dataset, save_dataset
 from prunequant.model import BlockSpec, ModelSpec, build_model
 
 
@@ -22,3 +24,22 @@ def randomized_bn_model(two_block_spec):
         block.norm.bias.data.uniform_(-0.5, 0.5)
         assert n > 0
     return model.eval()
+
+
+def write_prepared_dataset(directory, *, n_samples: int, n_channels: int, length: int) -> PreparedDataset:
+    """A prepared 3-class dataset in ``directory/dataset.npz``; the class shifts every value."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n_samples) % 3
+    x = rng.standard_normal((n_samples, n_channels, length)).astype(np.float32) + y[:, None, None]
+    np.savez(directory / "raw.npz", X=x, y=y)
+    dataset = prepare_dataset(
+        source="npz",
+        npz_path=directory / "raw.npz",
+        length=length,
+        length_method="resample",
+        val_fraction=0.25,
+        test_fraction=0.25,
+        seed=0,
+    )
+    save_dataset(dataset, directory / "dataset.npz", directory / "dataset.json")
+    return dataset

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import write_prepared_dataset
 
 from prunequant.checkpoint import save_model
-from prunequant.data import prepare_dataset, save_dataset
 from prunequant.evaluation import evaluate_variant
 from prunequant.model import BlockSpec, ModelSpec, build_model
 from prunequant.quantize import deployment_model, export_onnx
@@ -12,19 +12,7 @@ from prunequant.quantize import deployment_model, export_onnx
 @pytest.fixture(scope="module")
 def variant_files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("evaluate")
-    rng = np.random.default_rng(0)
-    y = np.arange(60) % 3
-    np.savez(directory / "raw.npz", X=rng.standard_normal((60, 4, 30)).astype(np.float32), y=y)
-    dataset = prepare_dataset(
-        source="npz",
-        npz_path=directory / "raw.npz",
-        length=30,
-        length_method="resample",
-        val_fraction=0.2,
-        test_fraction=0.25,
-        seed=0,
-    )
-    save_dataset(dataset, directory / "dataset.npz", directory / "dataset.json")
+    dataset = write_prepared_dataset(directory, n_samples=60, n_channels=4, length=30)
     torch.manual_seed(0)
     model = build_model(ModelSpec(4, 3, (BlockSpec(5, 2, 8),))).eval()
     save_model(model, directory / "model.pt")

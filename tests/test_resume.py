@@ -8,8 +8,7 @@ import time
 
 import numpy as np
 import torch
-
-from prunequant.data import prepare_dataset, save_dataset
+from conftest import write_prepared_dataset
 
 TRAINING = {
     "epochs": 150,
@@ -32,20 +31,7 @@ run_training(
 
 
 def make_dataset(tmp_path):
-    rng = np.random.default_rng(0)
-    y = np.arange(120) % 3
-    x = rng.standard_normal((120, 4, 40)).astype(np.float32) + y[:, None, None]
-    np.savez(tmp_path / "raw.npz", X=x, y=y)
-    dataset = prepare_dataset(
-        source="npz",
-        npz_path=tmp_path / "raw.npz",
-        length=40,
-        length_method="resample",
-        val_fraction=0.25,
-        test_fraction=0.25,
-        seed=0,
-    )
-    save_dataset(dataset, tmp_path / "dataset.npz", tmp_path / "dataset.json")
+    write_prepared_dataset(tmp_path, n_samples=120, n_channels=4, length=40)
     return tmp_path / "dataset.npz"
 
 
