@@ -28,39 +28,39 @@ from prunequant.measure import (
 )
 from prunequant.quantize import OnnxClassifier
 
-__all__ = ["RUNTIMES", "LATENCY_BATCH_SIZES", "predict_logits", "evaluate_variant"]
+__all__ = ["RUNTIMES", "LATENCY_BATCH_SIZES", "open_model", "predict_logits", "evaluate_variant"]
 
 RUNTIMES = ("torch", "onnxruntime")
 LATENCY_BATCH_SIZES = (1, 64)
 
 
-def predict_logits(
-    artifact_path: str | os.PathLike, runtime: str, x: np.ndarray, *, batch_size: int, threads: int
-) -> np.ndarray:
-    """Logits of every test sample from a torch checkpoint or an ONNX file."""
+def open_model(artifact_path: str | os.PathLike, runtime: str, *, threads: int):
+    """A torch checkpoint as a model, or an ONNX file as an ONNX Runtime session."""
     if runtime == "torch":
         torch.set_num_threads(threads)
-        model, _ = load_model(artifact_path)
-        with torch.inference_mode():
-            return torch.cat(
-                [model(torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
-            ).numpy()
+        return load_model(artifact_path)[0]
     if runtime == "onnxruntime":
-        classifier = OnnxClassifier(artifact_path, threads=threads)
-        return np.concatenate([classifier(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return OnnxClassifier(artifact_path, threads=threads)
     raise ValueError(f"unknown runtime {runtime!r}; known: {RUNTIMES}")
 
 
-def _latency(
-    artifact_path, runtime: str, *, n_channels: int, length: int, threads: int, warmup: int, repeats: int
-) -> dict:
+def predict_logits(model, x: np.ndarray, *, batch_size: int) -> np.ndarray:
+    """Logits of every sample, from a model opened by :func:`open_model`."""
+    batches = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+    if isinstance(model, OnnxClassifier):
+        return np.concatenate([model(batch) for batch in batches])
+    with torch.inference_mode():
+        return torch.cat([model(torch.from_numpy(batch)) for batch in batches]).numpy()
+
+
+def _latency(model, *, n_channels: int, length: int, threads: int, warmup: int, repeats: int) -> dict:
     latencies = {}
     for batch_size in LATENCY_BATCH_SIZES:
         shape = {"batch_size": batch_size, "n_channels": n_channels, "length": length, "threads": threads}
-        if runtime == "torch":
-            run = make_torch_runner(load_model(artifact_path)[0], **shape)
+        if isinstance(model, OnnxClassifier):
+            run = make_onnx_runner(model.path, **shape)
         else:
-            run = make_onnx_runner(artifact_path, **shape)
+            run = make_torch_runner(model, **shape)
         latencies[f"latency_batch{batch_size}_ms"] = measure_latency(run, warmup=warmup, repeats=repeats)[
             "median_ms"
         ]
@@ -88,9 +88,8 @@ def evaluate_variant(
     arithmetic a sample needs (BatchNorm's own few operations aside).
     """
     dataset = load_dataset(dataset_path)
-    logits = predict_logits(
-        artifact_path, runtime, dataset.X_test, batch_size=batch_size, threads=latency_threads
-    )
+    model = open_model(artifact_path, runtime, threads=latency_threads)
+    logits = predict_logits(model, dataset.X_test, batch_size=batch_size)
     targets = torch.from_numpy(dataset.y_test)
     loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits).float(), targets).item()
     predictions = logits.argmax(axis=1)
@@ -116,8 +115,7 @@ def evaluate_variant(
     }
     metrics.update(
         _latency(
-            artifact_path,
-            runtime,
+            model,
             n_channels=dataset.n_channels,
             length=dataset.length,
             threads=latency_threads,
