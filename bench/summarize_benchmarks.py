@@ -1,36 +1,52 @@
-"""Per-rule totals of Snakemake benchmark files: jobs, seconds (sum, median, max), peak RSS."""
+"""Per-rule totals of Snakemake benchmark files: jobs, seconds (sum, median, max), peak RSS.
+
+    python bench/summarize_benchmarks.py benchmarks
+
+A benchmark path is ``<rule>.tsv``, ``<rule>/...`` or ``<run>/<rule>/...``: the rule is the
+first path part that names a workflow script (rule name = script name), else the first part.
+"""
 
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-frames = []
-for path in sorted(Path(sys.argv[1]).rglob("*.tsv")):
-    frame = pd.read_csv(path, sep="\t")
-    frame["rule"] = path.relative_to(sys.argv[1]).parts[0].removesuffix(".tsv")
-    frames.append(frame)
-table = (
-    pd.concat(frames)
-    .groupby("rule", sort=False)
-    .agg(
-        jobs=("s", "size"),
-        seconds_total=("s", "sum"),
-        seconds_median=("s", "median"),
-        seconds_max=("s", "max"),
-        peak_rss_mb=("max_rss", "max"),
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = [path.stem for path in sorted((ROOT / "scripts").glob("*.py"))]
+# Pipeline order first; rules not listed here follow in the order they are found.
+ORDER = ["prepare_data", "train_baseline", "prune", "sensitivity", "sparsify", "from_scratch", "finetune"]
+ORDER += ["export_onnx", "quantize", "qat", "evaluate", "time_latency", "report"]
+
+
+def rule_of(relative: Path) -> str:
+    parts = [part.removesuffix(".tsv") for part in relative.parts]
+    return next((part for part in parts if part in SCRIPTS), parts[0])
+
+
+def main(benchmarks: Path) -> None:
+    frames = []
+    for path in sorted(benchmarks.rglob("*.tsv")):
+        frame = pd.read_csv(path, sep="\t")
+        frame["rule"] = rule_of(path.relative_to(benchmarks))
+        frames.append(frame)
+    if not frames:
+        raise SystemExit(f"{benchmarks}: no benchmark files")
+    table = (
+        pd.concat(frames)
+        .groupby("rule", sort=False)
+        .agg(
+            jobs=("s", "size"),
+            seconds_total=("s", "sum"),
+            seconds_median=("s", "median"),
+            seconds_max=("s", "max"),
+            peak_rss_mb=("max_rss", "max"),
+        )
     )
-)
-order = [
-    "prepare_data",
-    "train_baseline",
-    "prune",
-    "finetune",
-    "export_onnx",
-    "quantize",
-    "evaluate",
-    "report",
-]
-table = table.reindex([rule for rule in order if rule in table.index])
-print(table.round(2).to_string())
-print(f"\nsum of job times: {table.seconds_total.sum():.1f} s over {table.jobs.sum()} jobs")
+    known = [rule for rule in ORDER if rule in table.index]
+    table = table.reindex(known + [rule for rule in table.index if rule not in ORDER])
+    print(table.round(2).to_string())
+    print(f"\nsum of job times: {table.seconds_total.sum():.1f} s over {table.jobs.sum()} jobs")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,9 +1,9 @@
-# Set-up shared by all rules: config validation, result-path helpers, input functions.
+# Set-up shared by all rules: config validation, the variant space, result-path helpers.
+import os
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
@@ -13,28 +13,69 @@ from prunequant.config import (  # noqa: E402
     data_files,
     missing_data_files,
     model_problems,
+    study_problems,
+    training_gpus,
 )
+from prunequant.data import group_names  # noqa: E402
 from prunequant.sources import library_sources  # noqa: E402
+from prunequant.variants import (  # noqa: E402
+    configured_models,
+    configured_runs,
+    deployments,
+    parse_deployment,
+    parse_model,
+    parse_run,
+    quantized_models,
+    split_name,
+)
 
 SCHEMA = Path(workflow.basedir) / "config.schema.yaml"
-_problems = config_problems(config, SCHEMA)
-if _problems:
-    raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(_problems))
-validate(config, SCHEMA)
-_problems = missing_data_files(config["data"]) + model_problems(
-    config["model"]["blocks"], config["data"]["length"]
+
+
+def _stop_on(problems):
+    if problems:
+        raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+# Every check runs before any job: a bad setting costs seconds, not a training run.
+_stop_on(config_problems(config, SCHEMA))
+_stop_on(
+    missing_data_files(config["data"])
+    + model_problems(
+        config["model"]["blocks"], config["data"]["length"], config["model"]["arch"]
+    )
+    + study_problems(config)
 )
-if _problems:
-    raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(_problems))
+
+# GPUs each training job holds; with `--resources gpu=N`, N training jobs at a time.
+TRAINING_GPUS = training_gpus(config["training_gpus"], config["device"])
 
 # Resumable training state lives outside declared outputs: Snakemake deletes those when a job fails.
 RESUME_DIR = ".prunequant-resume"
-DEPLOYMENTS = {"fp32_torch", "fp32_onnxruntime", "int8_onnxruntime"}
+
+# ----------------------------------------------------------------------------- the variant space
+N_FOLDS = (
+    len(group_names(active_data_settings(config["data"])))
+    if config["data"]["folds"] == "leave_one_group_out"
+    else None
+)
+RUNS = configured_runs(config["seeds"], N_FOLDS)
+FIRST_RUN = RUNS[
+    0
+]  # latency is timed on this run's artifacts (the architecture, not the seed, sets it)
+SPLITS = sorted({split_name(run) for run in RUNS})
+MODELS = configured_models(config["prune"])
+QUANTIZED = quantized_models(config["quantize"], MODELS)
+RECIPES = [recipe["name"] for recipe in config["quantize"]["recipes"]]
+LATENCY_RUNTIMES = ["torch", "onnxruntime"]
 
 
 wildcard_constraints:
-    model=r"baseline|rate0\.\d+",
-    precision="fp32|int8",
+    run=r"(fold\d+-)?seed\d+",
+    split=r"fixed|fold\d+",
+    model=r"[a-z0-9_]+(-[a-z0-9_.]+)*",
+    recipe=r"[a-z0-9_]+",
+    deployment=r"fp32_torch|fp32_onnxruntime|int8-[a-z0-9_]+_onnxruntime",
     runtime="torch|onnxruntime",
 
 
@@ -51,63 +92,224 @@ def setting(value):
     return value
 
 
-def model_name(rate):
-    return f"rate{rate:g}"
-
-
-MODELS = ["baseline"] + [model_name(rate) for rate in config["prune"]["rates"]]
-PRUNED = MODELS[1:]
-
-
 def code(script):
-    """The library modules a rule's script imports: edits to them rerun the rule."""
-    return library_sources(
-        Path(workflow.basedir) / "scripts" / f"{script}.py",
-        Path(workflow.basedir) / "src" / "prunequant",
-    )
+    """The library modules a rule's script imports: edits to them rerun the rule.
 
-
-def prune_rate(wildcards):
-    return (
-        0.0
-        if wildcards.model == "baseline"
-        else float(wildcards.model.removeprefix("rate"))
-    )
-
-
-def trained_model(wildcards):
-    if wildcards.model == "baseline":
-        return "results/train_baseline/model.pt"
-    return f"results/finetune/{wildcards.model}/model.pt"
-
-
-def evaluated_artifact(wildcards):
-    deployment = f"{wildcards.precision}_{wildcards.runtime}"
-    if deployment not in DEPLOYMENTS:
-        raise WorkflowError(
-            f"no such deployment {deployment!r}; known: {sorted(DEPLOYMENTS)}"
-        )
-    if deployment == "fp32_torch":
-        return trained_model(wildcards)
-    stage = "export_onnx" if wildcards.precision == "fp32" else "quantize"
-    return f"results/{stage}/{wildcards.model}/model.onnx"
-
-
-def training_histories():
-    return {"baseline": "results/train_baseline/history.csv"} | {
-        model: f"results/finetune/{model}/history.csv" for model in PRUNED
-    }
-
-
-def evaluation_metrics():
+    Paths are relative to the working directory, so a project that is moved (or mounted
+    elsewhere on a cluster node) keeps the same inputs and plans nothing new.
+    """
     return [
-        f"results/evaluate/{model}/{deployment}/metrics.json"
-        for model in MODELS
-        for deployment in sorted(DEPLOYMENTS)
+        os.path.relpath(path)
+        for path in library_sources(
+            Path(workflow.basedir) / "scripts" / f"{script}.py",
+            Path(workflow.basedir) / "src" / "prunequant",
+        )
     ]
 
 
-FIGURES = ["accuracy_vs_rate", "accuracy_vs_size", "training_curves"]
+def run_seed(wildcards):
+    return parse_run(wildcards.run)[1]
+
+
+def dataset(wildcards):
+    return f"results/data/{split_name(wildcards.run)}/dataset.npz"
+
+
+def model_settings(model):
+    """What a model's name stands for, as plain settings for its script."""
+    settings = parse_model(model)
+    return {
+        key: getattr(settings, key)
+        for key in (
+            "family",
+            "criterion",
+            "scope",
+            "schedule",
+            "steps",
+            "spacing",
+            "rate",
+            "max_drop_pp",
+        )
+    }
+
+
+def method(wildcards):
+    return model_settings(wildcards.model)
+
+
+# Where each family's trained fp32 model lives: the stage that makes it.
+FAMILY_STAGE = {
+    "baseline": "train_baseline",
+    "structured": "prune",
+    "sensitivity": "prune",
+    "unstructured": "sparsify",
+    "scratch": "from_scratch",
+}
+
+
+def model_dir(run, model):
+    stage = FAMILY_STAGE[parse_model(model).family]
+    if stage == "train_baseline":
+        return f"results/{run}/train_baseline"
+    return f"results/{run}/{stage}/{model}"
+
+
+def trained_model(wildcards):
+    return f"{model_dir(wildcards.run, wildcards.model)}/model.pt"
+
+
+def training_history(run, model):
+    return f"{model_dir(run, model)}/history.csv"
+
+
+def recipe(name):
+    """A recipe's settings, without its name (the name is in every path already)."""
+    (found,) = [item for item in config["quantize"]["recipes"] if item["name"] == name]
+    return {key: value for key, value in found.items() if key != "name"}
+
+
+def int8_artifact(run, model, recipe_name):
+    stage = "qat" if recipe(recipe_name)["method"] == "qat" else "quantize"
+    return f"results/{run}/{stage}/{model}/{recipe_name}/model.onnx"
+
+
+def int8_record(run, model, recipe_name):
+    stage = "qat" if recipe(recipe_name)["method"] == "qat" else "quantize"
+    return f"results/{run}/{stage}/{model}/{recipe_name}/{stage}.json"
+
+
+def deployed_artifact(run, model, deployment):
+    form = parse_deployment(deployment)
+    if deployment == "fp32_torch":
+        return f"{model_dir(run, model)}/model.pt"
+    if deployment == "fp32_onnxruntime":
+        return f"results/{run}/export_onnx/{model}/model.onnx"
+    return int8_artifact(run, model, form["recipe"])
+
+
+def stage_dir(run, model, deployment):
+    """The folder of the stage that makes (and scores) a deployed variant."""
+    if deployment == "fp32_torch":
+        return model_dir(run, model)
+    if deployment == "fp32_onnxruntime":
+        return f"results/{run}/export_onnx/{model}"
+    return str(Path(deployed_artifact(run, model, deployment)).parent)
+
+
+def variant(deployment):
+    """Params function: the names and method settings a stage copies into its evaluation."""
+
+    def settings(wildcards):
+        model = getattr(wildcards, "model", "baseline")
+        if deployment == "int8":
+            name = f"int8-{wildcards.recipe}_onnxruntime"
+        else:
+            name = deployment
+        return {
+            "run": wildcards.run,
+            "seed": run_seed(wildcards),
+            "model": model,
+            "deployment": name,
+        } | model_settings(model)
+
+    return settings
+
+
+def evaluated_variants():
+    """(run, model, deployment) of every evaluation the study asks for."""
+    return [
+        (run, model, deployment)
+        for run in RUNS
+        for model in MODELS
+        for deployment in deployments(model, QUANTIZED, RECIPES)
+    ]
+
+
+def evaluation_files(name):
+    """Every stage's evaluation JSON (name "evaluation.json") or predictions CSV."""
+    return [f"{stage_dir(*variant)}/{name}" for variant in evaluated_variants()]
+
+
+def timed_artifacts(runtime):
+    """Variant name → artifact of every variant timed in one runtime (first run's models)."""
+    return {
+        f"{model}/{deployment}": deployed_artifact(FIRST_RUN, model, deployment)
+        for model in MODELS
+        for deployment in deployments(model, QUANTIZED, RECIPES)
+        if parse_deployment(deployment)["runtime"] == runtime
+    }
+
+
+def latency_references(runtime):
+    """What each timed variant's speedup is measured against, in the same runtime.
+
+    Two questions, two reference maps: every variant against the baseline in the same
+    deployment, and every int8 variant against its own fp32 parent.
+    """
+    variants = timed_artifacts(runtime)
+    against_baseline = {
+        variant: f"baseline/{variant.split('/')[1]}"
+        for variant in variants
+        if not variant.startswith("baseline/")
+    }
+    against_parent = {
+        variant: f"{variant.split('/')[0]}/fp32_onnxruntime"
+        for variant in variants
+        if "/int8-" in variant
+    }
+    return {"baseline": against_baseline, "parent": against_parent}
+
+
+def training_histories():
+    """Run → model → history CSV of every trained model (QAT curves included, as model/recipe)."""
+    histories = {}
+    for run in RUNS:
+        for model in MODELS:
+            histories[f"{run}/{model}"] = training_history(run, model)
+        for model in QUANTIZED:
+            for name in RECIPES:
+                if recipe(name)["method"] == "qat":
+                    histories[f"{run}/{model}/int8-{name}"] = (
+                        f"results/{run}/qat/{model}/{name}/history.csv"
+                    )
+    return histories
+
+
+def quantization_records():
+    return {
+        f"{run}/{model}/int8-{name}": int8_record(run, model, name)
+        for run in RUNS
+        for model in QUANTIZED
+        for name in RECIPES
+    }
+
+
+def sensitivity_curves():
+    if (
+        not config["prune"]["sensitivity"]["max_drop_pp"]
+        and not config["prune"]["sensitivity"]["rates"]
+    ):
+        return {}
+    return {run: f"results/{run}/sensitivity/curves.csv" for run in RUNS}
+
+
+# The report's figures; each has its title and caption in captions/<name>.rst, which the
+# Markdown report and the HTML report both show.
+FIGURES = [
+    "pareto_weight_bytes",
+    "pareto_macs",
+    "pareto_latency_b1",
+    "pareto_latency_b64",
+    "pruning_vs_quantization",
+    "criteria",
+    "schedules_and_scopes",
+    "structured_vs_unstructured",
+    "pruned_vs_scratch",
+    "sensitivity",
+    "quantization_sensitivity",
+    "training_curves",
+    "confusion",
+]
 
 
 def report_figures():

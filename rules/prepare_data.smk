@@ -1,18 +1,23 @@
+# One prepared dataset per split: the fixed split of every seed run, or one per held-out group.
 rule prepare_data:
     input:
         data=data_files(config["data"]),
         code=code("prepare_data"),
     output:
-        dataset="results/prepare_data/dataset.npz",
-        metadata="results/prepare_data/dataset.json",
+        dataset="results/data/{split}/dataset.npz",
+        metadata="results/data/{split}/dataset.json",
     log:
-        "logs/prepare_data.log",
+        "logs/prepare_data/{split}.log",
     benchmark:
-        "benchmarks/prepare_data.tsv"
+        "benchmarks/prepare_data/{split}.tsv"
     conda:
         "../envs/prunequant.yaml"
     params:
         data=setting(active_data_settings(config["data"])),
-        seed=config["seed"],
+        fold=lambda wildcards: (
+            None
+            if wildcards.split == "fixed"
+            else int(wildcards.split.removeprefix("fold"))
+        ),
     script:
         "../scripts/prepare_data.py"

@@ -1,31 +1,35 @@
 rule report:
     input:
-        metrics=evaluation_metrics(),
+        metrics=evaluation_files("evaluation.json"),
+        predictions=evaluation_files("predictions.csv"),
+        latency=expand("results/latency/{runtime}.json", runtime=LATENCY_RUNTIMES),
         histories=list(training_histories().values()),
-        dataset_metadata="results/prepare_data/dataset.json",
+        quantization=list(quantization_records().values()),
+        sensitivity=list(sensitivity_curves().values()),
+        datasets=expand("results/data/{split}/dataset.json", split=SPLITS),
         code=code("report"),
     output:
+        runs=report(
+            "results/report/runs.csv",
+            caption="../captions/runs.rst",
+            category="Tables",
+        ),
         summary=report(
             "results/report/summary.csv",
             caption="../captions/summary.rst",
-            category="Summary",
+            category="Tables",
         ),
+        latency="results/report/latency.csv",
+        provenance="results/report/provenance.json",
         markdown="results/report/report.md",
-        accuracy_vs_rate=report(
-            "results/report/figures/accuracy_vs_rate.png",
-            caption="../captions/accuracy_vs_rate.rst",
-            category="Figures",
-        ),
-        accuracy_vs_size=report(
-            "results/report/figures/accuracy_vs_size.png",
-            caption="../captions/accuracy_vs_size.rst",
-            category="Figures",
-        ),
-        training_curves=report(
-            "results/report/figures/training_curves.png",
-            caption="../captions/training_curves.rst",
-            category="Figures",
-        ),
+        figures=[
+            report(
+                f"results/report/figures/{name}.png",
+                caption=f"../captions/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURES
+        ],
     log:
         "logs/report.log",
     benchmark:
@@ -33,7 +37,13 @@ rule report:
     conda:
         "../envs/prunequant.yaml"
     params:
-        history_names=list(training_histories()),
-        accuracy_budget_pp=config["report"]["accuracy_budget_pp"],
+        histories=list(training_histories()),
+        quantization=list(quantization_records()),
+        sensitivity=list(sensitivity_curves()),
+        figure_names=FIGURES,
+        latency_runtimes=LATENCY_RUNTIMES,
+        settings=setting(config["report"]),
+        config=setting(config),
+        runs=RUNS,
     script:
         "../scripts/report.py"

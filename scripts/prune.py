@@ -1,10 +1,25 @@
-from prunequant.checkpoint import load_model, save_model
-from prunequant.jobs import job_logging, write_json
-from prunequant.prune import prune_channels
+from prunequant.evaluation import score_stage_output
+from prunequant.jobs import job_logging
+from prunequant.training import run_structured_pruning
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
-    model, metadata = load_model(snakemake.input.model)
-    pruned, record = prune_channels(model, snakemake.params.rate, snakemake.params.criterion)
-    save_model(pruned, snakemake.output.model, dict(metadata, pruning=record))
-    write_json(record, snakemake.output.record)
-    print(f"Pruned {record['parameters_before']} -> {record['parameters_after']} parameters")
+    run_structured_pruning(
+        baseline_path=snakemake.input.model,
+        dataset_path=snakemake.input.dataset,
+        sensitivity_path=snakemake.input.get("sensitivity"),
+        method=snakemake.params.method,
+        min_channels=snakemake.params.min_channels,
+        not_prunable=snakemake.params.not_prunable,
+        training=snakemake.params.training,
+        seed=snakemake.params.seed,
+        device=snakemake.params.device,
+        model_path=snakemake.output.model,
+        history_path=snakemake.output.history,
+        record_path=snakemake.output.record,
+        metrics_path=snakemake.output.metrics,
+        resume_dir=snakemake.params.resume,
+    )
+    # Every stage scores what it made: no job exists only to evaluate.
+    score_stage_output(
+        snakemake, artifact_path=snakemake.output.model, parent_model_path=snakemake.output.model
+    )

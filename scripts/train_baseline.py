@@ -1,9 +1,11 @@
+from prunequant.evaluation import score_stage_output
 from prunequant.jobs import job_logging
 from prunequant.training import run_training
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_training(
         dataset_path=snakemake.input.dataset,
+        arch=snakemake.params.arch,
         blocks=snakemake.params.blocks,
         training=snakemake.params.training,
         seed=snakemake.params.seed,
@@ -12,4 +14,8 @@ with job_logging(snakemake.log[0], threads=snakemake.threads):
         history_path=snakemake.output.history,
         metrics_path=snakemake.output.metrics,
         resume_path=snakemake.params.resume,
+    )
+    # Every stage scores what it made: no job exists only to evaluate.
+    score_stage_output(
+        snakemake, artifact_path=snakemake.output.model, parent_model_path=snakemake.output.model
     )

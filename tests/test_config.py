@@ -6,10 +6,13 @@ import yaml
 
 from prunequant.config import (
     active_data_settings,
+    config_hash,
     config_problems,
     data_files,
     missing_data_files,
     model_problems,
+    study_problems,
+    training_gpus,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,10 +31,38 @@ def test_shipped_config_is_valid(config):
 @pytest.mark.parametrize(
     "edit,key,words",
     [
-        (lambda c: c["prune"]["rates"].append(1.5), "prune.rates[7]", "maximum"),
-        (lambda c: c["prune"]["rates"].append(0), "prune.rates[7]", "minimum"),
+        (
+            lambda c: c["prune"]["structured"][0]["rates"].append(1.5),
+            "prune.structured[0].rates[4]",
+            "maximum",
+        ),
+        (lambda c: c["prune"]["structured"][0]["rates"].append(0), "prune.structured[0].rates[4]", "minimum"),
+        (lambda c: c["prune"]["structured"][0].update(criterion="l3"), "prune.structured[0].criterion", "l3"),
+        (lambda c: c["prune"]["structured"][0].update(scope="net"), "prune.structured[0].scope", "net"),
+        (lambda c: c["prune"]["structured"][-1].pop("steps"), "prune.structured[5]", "steps"),
+        (lambda c: c["prune"]["structured"][0].update(steps=3), "prune.structured[0]", "steps"),
+        (
+            lambda c: c["prune"]["unstructured"]["sparsities"].append(1.0),
+            "prune.unstructured.sparsities[2]",
+            "1.0",
+        ),
+        (lambda c: c["model"].update(arch="transformer"), "model.arch", "transformer"),
+        (lambda c: c["model"].update(not_prunable=["conv1"]), "model.not_prunable[0]", "conv1"),
         (lambda c: c["train"].update(optimiser="sgd"), "train", "optimiser"),
-        (lambda c: c["quantize"].update(calibration_method="Magic"), "quantize.calibration_method", "Magic"),
+        (lambda c: c.update(seeds=[]), "seeds", "should be non-empty"),
+        (
+            lambda c: c["quantize"]["recipes"][0].update(calibration_method="Magic"),
+            "quantize.recipes[0].calibration_method",
+            "Magic",
+        ),
+        (
+            lambda c: c["quantize"]["recipes"][3].update(budget_pp=1.0),
+            "quantize.recipes[3]",
+            "does not apply",
+        ),
+        (lambda c: c["quantize"]["recipes"][2].pop("budget_pp"), "quantize.recipes[2]", "budget_pp"),
+        (lambda c: c["latency"].update(rounds=1), "latency.rounds", "minimum"),
+        (lambda c: c["report"].update(objective="accuracy"), "report.objective", "accuracy"),
         (lambda c: c["data"].update(source="npz"), "data.npz_path", "not of type"),
         (lambda c: c["data"].update(bundled_name="NotBundled"), "data.bundled_name", "NotBundled"),
     ],
@@ -69,6 +100,10 @@ def test_only_the_chosen_sources_settings_reach_the_data_stage(config):
         "length_method",
         "val_fraction",
         "test_fraction",
+        "seed",
+        "min_class_samples",
+        "test_groups",
+        "val_groups",
     }
     changed = copy.deepcopy(data)
     changed["audio"]["n_mfcc"] = 13  # unused by the bundled source
@@ -87,3 +122,60 @@ def test_data_files_are_the_files_the_source_reads(tmp_path):
     ]
     assert data_files({"source": "ts", "ts_train": "x.ts", "ts_test": None}) == ["x.ts"]
     assert data_files({"source": "bundled", "bundled_name": "JapaneseVowels"}) == []
+
+
+@pytest.mark.parametrize(
+    "edit,expected",
+    [
+        (
+            lambda c: c["model"].update(not_prunable=["blocks.3"]),
+            "config key 'model.not_prunable[0]': 'blocks.3' matches no block; the model has "
+            "blocks.0 to blocks.0",
+        ),
+        (
+            lambda c: c["model"].update(not_prunable=["blocks.0"]),
+            "config key 'model.not_prunable': every block is listed, so nothing can be pruned",
+        ),
+        (
+            lambda c: c["quantize"].update(models=["baseline", "l1-layer-oneshot-r0.7"]),
+            "config key 'quantize.models[1]': 'l1-layer-oneshot-r0.7' is not a configured model",
+        ),
+        (
+            lambda c: c["quantize"]["recipes"].append(dict(c["quantize"]["recipes"][0])),
+            "config key 'quantize.recipes': the name 'minmax' is used more than once",
+        ),
+        (
+            lambda c: c["data"].update(folds="leave_one_group_out"),
+            "config key 'data.folds': leave_one_group_out needs data.source 'audio' with "
+            "data.audio.group_regex",
+        ),
+        (
+            lambda c: c["data"].update(test_groups=["spk1"]),
+            "config key 'data.test_groups': needs data.source 'audio' with data.audio.group_regex",
+        ),
+    ],
+)
+def test_settings_that_do_not_fit_together_name_the_key(config, edit, expected):
+    broken = copy.deepcopy(config)
+    edit(broken)
+    assert config_problems(broken, SCHEMA) == []
+    assert any(problem.startswith(expected) for problem in study_problems(broken)), study_problems(broken)
+
+
+def test_the_shipped_config_fits_together(config):
+    assert study_problems(config) == []
+
+
+def test_the_config_hash_ignores_key_order(config):
+    reordered = {key: config[key] for key in reversed(list(config))}
+    assert config_hash(reordered) == config_hash(config)
+    changed = copy.deepcopy(config)
+    changed["seeds"] = [5]
+    assert config_hash(changed) != config_hash(config)
+
+
+def test_training_jobs_hold_a_gpu_only_where_one_can_be_used():
+    assert training_gpus("auto", "auto", gpu_visible=True) == 1
+    assert training_gpus("auto", "cpu", gpu_visible=True) == 0  # training never touches it
+    assert training_gpus("auto", "auto", gpu_visible=False) == 0  # jobs may run side by side
+    assert training_gpus(1, "auto", gpu_visible=False) == 1  # a cluster whose submit host has none

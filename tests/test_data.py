@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import soundfile as sf
 from prunequant import data
 from prunequant.data import RawDataset, RawSplit
 from prunequant.data.sources import _bundled_dir
+from prunequant.errors import UserError
 
 # librosa imports audioread, which imports stdlib modules deprecated in Python 3.13.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:audioread.*")
@@ -110,7 +114,7 @@ def test_japanese_vowels_loads_with_its_published_shape(japanese_vowels):
 
 
 def test_unknown_bundled_name_says_what_to_do():
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(UserError) as info:
         data.load_bundled("FordA")
     message = str(info.value)
     assert "FordA" in message and "JapaneseVowels" in message and "BasicMotions" in message
@@ -131,7 +135,7 @@ def test_handwritten_ts_file_loads(tmp_path):
 
 def test_missing_ts_file_is_named(tmp_path):
     missing = tmp_path / "nope_TRAIN.ts"
-    with pytest.raises(ValueError, match="nope_TRAIN.ts"):
+    with pytest.raises(UserError, match="nope_TRAIN.ts"):
         data.load_ts(missing)
 
 
@@ -200,12 +204,12 @@ def test_npz_train_and_test_only_carves_val_from_train(tmp_path):
 )
 def test_bad_npz_is_rejected_clearly(tmp_path, arrays, match):
     path = _write_npz(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(UserError, match=match):
         data.load_npz(path)
 
 
 def test_missing_npz_is_named(tmp_path):
-    with pytest.raises(ValueError, match="absent.npz"):
+    with pytest.raises(UserError, match="absent.npz"):
         data.load_npz(tmp_path / "absent.npz")
 
 
@@ -262,24 +266,24 @@ def test_audio_folder_label_is_the_parent_path_relative_to_root(tmp_path):
 
 
 def test_audio_regex_that_misses_a_file_names_it(wav_root):
-    with pytest.raises(ValueError, match=r"does not match file 'no/spk1_0.wav'"):
+    with pytest.raises(UserError, match=r"does not match file 'no/spk1_0.wav'"):
         data.load_audio_folder(wav_root, **AUDIO, group_regex=r"(speaker\d+)")
 
 
 def test_audio_errors(tmp_path, wav_root):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no .wav files"):
+    with pytest.raises(UserError, match="no .wav files"):
         data.load_audio_folder(tmp_path / "empty", **AUDIO)
     flat = tmp_path / "flat"
     flat.mkdir()
     sf.write(flat / "a.wav", np.zeros(800, dtype=np.float32), SR)
-    with pytest.raises(ValueError, match="'a.wav' lies directly in the audio root"):
+    with pytest.raises(UserError, match="'a.wav' lies directly in the audio root"):
         data.load_audio_folder(flat, **AUDIO)
-    with pytest.raises(ValueError, match="needs label_regex"):
+    with pytest.raises(UserError, match="needs label_regex"):
         data.load_audio_folder(wav_root, **{**AUDIO, "label_from": "regex"})
-    with pytest.raises(ValueError, match="label_from must be"):
+    with pytest.raises(UserError, match="must be 'folder' or 'regex'"):
         data.load_audio_folder(wav_root, **{**AUDIO, "label_from": "file"})
-    with pytest.raises(ValueError, match="unknown audio options"):
+    with pytest.raises(UserError, match="unknown audio options"):
         data.AudioOptions.from_dict({**AUDIO, "root": str(wav_root), "n_mels": 40})
 
 
@@ -306,11 +310,11 @@ def test_pad_crop_exact_values():
 
 
 def test_fixed_length_errors():
-    with pytest.raises(ValueError, match="length_method must be one of"):
+    with pytest.raises(UserError, match="'data.length_method': must be one of"):
         data.to_fixed_length([np.zeros((1, 3))], 4, "stretch")
-    with pytest.raises(ValueError, match=r"different channel counts \[1, 2\]"):
+    with pytest.raises(UserError, match=r"different channel counts \[1, 2\]"):
         data.to_fixed_length([np.zeros((1, 3)), np.zeros((2, 3))], 4, "resample")
-    with pytest.raises(ValueError, match="length must be a positive integer"):
+    with pytest.raises(UserError, match="'data.length': must be a positive integer"):
         data.to_fixed_length([np.zeros((1, 3))], 0, "pad_crop")
 
 
@@ -338,10 +342,16 @@ def test_split_is_deterministic_in_the_seed():
     assert first != other
 
 
-def test_tiny_class_falls_back_to_a_plain_split():
-    labels = ["a"] * 10 + ["b"] * 9 + ["rare"]
-    train, val, test = data.split_dataset(_raw(labels), val_fraction=0.25, test_fraction=0.2, seed=0)
-    assert (len(train), len(val), len(test)) == (12, 4, 4)
+def _class_counts(split: RawSplit) -> dict[str, int]:
+    return {str(k): int(v) for k, v in zip(*np.unique(split.labels, return_counts=True), strict=True)}
+
+
+def test_a_rare_class_does_not_switch_stratification_off_for_the_others():
+    labels = ["a"] * 40 + ["b"] * 40 + ["rare"]
+    train, val, test = data.split_dataset(_raw(labels), val_fraction=0.2, test_fraction=0.25, seed=0)
+    assert _class_counts(test) == {"a": 10, "b": 10}
+    assert _class_counts(val) == {"a": 6, "b": 6}
+    assert _class_counts(train) == {"a": 24, "b": 24, "rare": 1}  # one sample cannot sit on two sides
 
 
 def test_predefined_test_split_is_kept_and_val_comes_from_train():
@@ -353,12 +363,12 @@ def test_predefined_test_split_is_kept_and_val_comes_from_train():
 
 
 def test_split_errors():
-    with pytest.raises(ValueError, match="non-empty"):
-        data.split_dataset(_raw(["a", "b"]), val_fraction=0.5, test_fraction=0.5, seed=0)
-    with pytest.raises(ValueError, match="only 1 group"):
+    with pytest.raises(UserError, match="non-empty"):
+        data.split_dataset(_raw(["a"]), val_fraction=0.5, test_fraction=0.5, seed=0)
+    with pytest.raises(UserError, match="only 1 group"):
         one_group = _raw(["a", "b", "a"], groups=np.array(["g"] * 3))
         data.split_dataset(one_group, val_fraction=0.5, test_fraction=0.5, seed=0)
-    with pytest.raises(ValueError, match="val_fraction must lie strictly between 0 and 1"):
+    with pytest.raises(UserError, match="'data.val_fraction': must lie strictly between 0 and 1"):
         data.split_dataset(_raw(["a", "b"] * 5), val_fraction=0.0, test_fraction=0.5, seed=0)
 
 
@@ -439,11 +449,11 @@ def test_prepare_bundled_japanese_vowels():
 
 def test_prepare_rejects_bad_arguments(tmp_path):
     common = dict(length=8, length_method="resample", val_fraction=0.2, test_fraction=0.2, seed=0)
-    with pytest.raises(ValueError, match="source must be one of"):
+    with pytest.raises(UserError, match="'data.source': must be one of"):
         data.prepare_dataset(source="csv", **common)
-    with pytest.raises(ValueError, match="source='npz' needs npz_path"):
+    with pytest.raises(UserError, match="'data.npz_path': source='npz' needs it"):
         data.prepare_dataset(source="npz", **common)
-    with pytest.raises(ValueError, match="missing audio options"):
+    with pytest.raises(UserError, match="missing audio options"):
         data.prepare_dataset(source="audio", audio={"root": str(tmp_path)}, **common)
 
 
@@ -468,3 +478,203 @@ def test_load_dataset_rejects_other_archives(tmp_path):
     X, y = _xy()
     with pytest.raises(ValueError, match="not a prepared dataset"):
         data.load_dataset(_write_npz(tmp_path / "raw.npz", X=X, y=y))
+
+
+# --------------------------------------------------------------------------- class coverage and labels
+
+COMMON = dict(length=6, length_method="resample", val_fraction=0.25, test_fraction=0.25, seed=0)
+
+
+def test_three_samples_of_three_classes_cannot_fill_three_splits(tmp_path):
+    X, y = _xy(n=3, classes=3)
+    path = _write_npz(tmp_path / "tiny.npz", X=X, y=y)
+    expected = (
+        f"{path}: class '0' has 0 sample(s) in the val split (train 1, val 0, test 0), fewer than "
+        "data.min_class_samples=1; add more samples of class '0'"
+    )
+    with pytest.raises(UserError, match=f"^{re.escape(expected)}$"):
+        data.prepare_dataset(source="npz", npz_path=path, **COMMON)
+
+
+def test_min_class_samples_is_enforced_in_every_split(tmp_path):
+    X, y = _xy(n=24, classes=2)  # 12 per class: test 3, val 2, train 7 of each
+    path = _write_npz(tmp_path / "d.npz", X=X, y=y)
+    assert len(data.prepare_dataset(source="npz", npz_path=path, **COMMON, min_class_samples=2).y_val) == 4
+    expected = (
+        f"{path}: class '0' has 2 sample(s) in the val split (train 7, val 2, test 3), fewer than "
+        "data.min_class_samples=3; add more samples of class '0', use a larger data.val_fraction or "
+        "lower data.min_class_samples"
+    )
+    with pytest.raises(UserError, match=f"^{re.escape(expected)}$"):
+        data.prepare_dataset(source="npz", npz_path=path, **COMMON, min_class_samples=3)
+
+
+def test_nan_label_names_the_file_and_the_sample(tmp_path):
+    X, y = _xy(n=12, classes=2)
+    y = y.astype(float)
+    y[7] = np.nan
+    path = _write_npz(tmp_path / "d.npz", X=X, y=y)
+    with pytest.raises(UserError, match=re.escape(f"{path} [X, y]: label of sample 7 is nan")):
+        data.prepare_dataset(source="npz", npz_path=path, **COMMON)
+
+
+def test_ts_label_outside_class_label_names_the_line(tmp_path):
+    path = tmp_path / "Tiny_TRAIN.ts"
+    path.write_text(TINY_TS.replace("7,8:9,10:b", "7,8:9,10:c"))
+    expected = f"{path}:11: label 'c' is not declared in @classLabel ['a', 'b']"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        data.load_ts(path)
+
+
+# --------------------------------------------------------------------------- sample ids and groups
+
+
+def test_ids_say_where_each_sample_came_from(tmp_path):
+    train = tmp_path / "Tiny_TRAIN.ts"
+    train.write_text(TINY_TS)
+    assert data.load_ts(train).train.ids.tolist() == [f"{train}:10", f"{train}:11", f"{train}:12"]
+    X, y = _xy(n=4)
+    path = _write_npz(tmp_path / "d.npz", X=X, y=y)
+    assert data.load_npz(path).train.ids.tolist() == [f"{path}[{i}]" for i in range(4)]
+    split_path = _write_npz(tmp_path / "s.npz", X_train=X, y_train=y, X_test=X[:2], y_test=y[:2])
+    assert data.load_npz(split_path).test.ids.tolist() == [f"{split_path}:test[0]", f"{split_path}:test[1]"]
+
+
+def test_bundled_ids_name_the_set_and_its_split(japanese_vowels):
+    assert japanese_vowels.train.ids[:2].tolist() == ["JapaneseVowels:train[0]", "JapaneseVowels:train[1]"]
+    assert japanese_vowels.test.ids[-1] == "JapaneseVowels:test[369]"
+
+
+def test_prepared_ids_follow_their_samples_through_split_save_and_load(tmp_path):
+    X, y = _xy(n=40, classes=2)
+    X[:, 0, 0] = np.arange(40)  # trace each row back to its index after splitting and scaling
+    path = _write_npz(tmp_path / "d.npz", X=X, y=y)
+    ds = data.prepare_dataset(source="npz", npz_path=path, **COMMON)
+    data.save_dataset(ds, tmp_path / "out.npz", tmp_path / "out.json")
+    back = data.load_dataset(tmp_path / "out.npz")
+    for name in ("train", "val", "test"):
+        X_split, _ = back.split(name)
+        rows = np.rint(X_split[:, 0, 0] * ds.std[0] + ds.mean[0]).astype(int)
+        assert back.sample_ids(name).tolist() == [f"{path}[{row}]" for row in rows]
+    assert back.metadata()["groups"] == {"train": [], "val": [], "test": []}
+
+
+def test_named_groups_go_exactly_where_they_are_asked(tmp_path, wav_root):
+    audio = {**AUDIO, "root": str(wav_root), "group_regex": r"(spk\d+)_"}
+    ds = data.prepare_dataset(
+        source="audio", audio=audio, **{**COMMON, "length": 16}, test_groups=["spk2"], val_groups=["spk4"]
+    )
+    assert ds.metadata()["groups"] == {"train": ["spk1", "spk3"], "val": ["spk4"], "test": ["spk2"]}
+    assert ds.ids_test.tolist() == ["no/spk2_0.wav", "no/spk2_1.wav", "yes/spk2_0.wav", "yes/spk2_1.wav"]
+    data.save_dataset(ds, tmp_path / "out.npz", tmp_path / "out.json")
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["groups"]["val"] == ["spk4"]
+    assert data.load_dataset(tmp_path / "out.npz").ids_val.tolist() == ds.ids_val.tolist()
+
+
+def test_fold_k_leaves_the_kth_group_out(wav_root):
+    audio = {**AUDIO, "root": str(wav_root), "group_regex": r"(spk\d+)_"}
+    for k, speaker in enumerate(SPEAKERS):
+        groups = data.prepare_dataset(source="audio", audio=audio, **{**COMMON, "length": 16}, fold=k).groups
+        assert groups["test"] == [speaker]
+        assert len(groups["val"]) == 1 and len(groups["train"]) == 2
+        assert sorted(groups["train"] + groups["val"] + groups["test"]) == list(SPEAKERS)
+    by_seed = {
+        seed: data.prepare_dataset(
+            source="audio", audio=audio, **{**COMMON, "length": 16, "seed": seed}, fold=0
+        ).groups["val"][0]
+        for seed in range(6)
+    }
+    assert len(set(by_seed.values())) > 1  # val groups are drawn with the seed
+
+
+@pytest.mark.parametrize(
+    "choice, expected",
+    [
+        (
+            {"test_groups": ["spk9"]},
+            "config key 'data.test_groups': unknown group(s) ['spk9']; known groups: "
+            "['spk1', 'spk2', 'spk3', 'spk4']",
+        ),
+        (
+            {"fold": 4},
+            "config key 'data.fold': 4 is not a group index; the data have 4 groups, "
+            "so fold must lie in 0..3",
+        ),
+        (
+            {"fold": 0, "test_groups": ["spk1"]},
+            "config keys 'data.fold' and 'data.test_groups' both choose the test groups; set only one",
+        ),
+        (
+            {"test_groups": ["spk1"], "val_groups": ["spk1"]},
+            "config key 'data.val_groups': groups ['spk1'] are also test groups; a group sits in one split",
+        ),
+    ],
+)
+def test_bad_group_choices_are_named(wav_root, choice, expected):
+    audio = {**AUDIO, "root": str(wav_root), "group_regex": r"(spk\d+)_"}
+    with pytest.raises(UserError, match=f"^{re.escape(expected)}$"):
+        data.prepare_dataset(source="audio", audio=audio, **{**COMMON, "length": 16}, **choice)
+
+
+def test_group_choice_without_groups_says_how_to_get_them(tmp_path):
+    X, y = _xy(n=12)
+    path = _write_npz(tmp_path / "d.npz", X=X, y=y)
+    with pytest.raises(UserError, match=re.escape("config key 'data.test_groups': the data have no groups")):
+        data.prepare_dataset(source="npz", npz_path=path, **COMMON, test_groups=["a"])
+
+
+def test_group_names_come_from_file_names_alone(wav_root):
+    settings = {"source": "audio", "audio": {**AUDIO, "root": str(wav_root), "group_regex": r"(spk\d+)_"}}
+    assert data.group_names(settings) == list(SPEAKERS)
+    assert data.group_names({**settings, "audio": {**settings["audio"], "group_regex": None}}) == []
+    assert data.group_names({"source": "npz", "npz_path": "x.npz"}) == []
+    # The workflow calls this while it plans the jobs: it must not pay for torch or librosa.
+    code = (
+        "import sys; from prunequant.data.audio import group_names; "
+        f"print(group_names({settings!r})); "
+        "print(sorted({'torch', 'librosa', 'soundfile'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [repr(list(SPEAKERS)), "[]"]
+
+
+# --------------------------------------------------------------------------- audio length
+
+
+def _tone(n_samples: int) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * 440.0 * np.arange(n_samples) / SR)).astype(np.float32)
+
+
+def test_pad_crop_pads_the_waveform_with_silence(tmp_path):
+    frames = 30  # at hop 80, (30 - 1) * 80 = 2320 samples give exactly 30 centred frames
+    clips = {
+        "short": _tone(800),  # padded
+        "silence": np.concatenate([_tone(800), np.zeros(1520, dtype=np.float32)]),  # real silence
+        "long": _tone(4000),  # cropped
+        "cut": _tone(2320),  # what cropping should give
+    }
+    for name, clip in clips.items():
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "a.wav", clip, SR, subtype="FLOAT")
+    raw = data.load_audio_folder(tmp_path, **AUDIO, frames=frames)
+    mfcc = dict(zip(raw.train.labels, raw.train.series, strict=True))
+    assert {m.shape for m in mfcc.values()} == {(13, frames)}
+    np.testing.assert_allclose(mfcc["short"], mfcc["silence"], atol=1e-4)
+    np.testing.assert_allclose(mfcc["long"], mfcc["cut"], atol=1e-4)
+    # Frames 12 on see only padding (window of 256 centred at 12 * 80 starts past sample 800):
+    # they are the MFCCs of silence, not zero vectors.
+    assert np.all(np.abs(mfcc["short"][:, 12:]).max(axis=0) > 1.0)
+    without = data.load_audio_folder(tmp_path, **AUDIO)  # no frames: each clip keeps its own length
+    assert [s.shape[1] for s in without.train.series] == [30, 51, 11, 30]
+
+
+def test_pad_crop_audio_dataset_has_the_requested_frames(wav_root):
+    audio = {**AUDIO, "root": str(wav_root)}
+    ds = data.prepare_dataset(
+        source="audio", audio=audio, **{**COMMON, "length": 20, "length_method": "pad_crop"}
+    )
+    assert ds.X_train.shape[1:] == (13, 20)
+    resampled = data.prepare_dataset(source="audio", audio=audio, **{**COMMON, "length": 20})
+    assert resampled.X_train.shape[1:] == (13, 20)
+    assert not np.allclose(ds.X_train, resampled.X_train)

@@ -1,9 +1,11 @@
+import logging
 import sys
 import warnings
 
 import pytest
 
-from prunequant.jobs import job_logging, read_json, write_json
+from prunequant.errors import UserError
+from prunequant.jobs import STAGE_SECONDS_PREFIX, job_logging, read_json, write_json
 
 
 def test_output_warnings_and_tracebacks_land_in_the_log(tmp_path):
@@ -19,6 +21,50 @@ def test_output_warnings_and_tracebacks_land_in_the_log(tmp_path):
     text = log.read_text()
     assert "Epoch: 1" in text and "progress" in text and "something odd" in text
     assert "Traceback" in text and "ZeroDivisionError" in text
+    assert STAGE_SECONDS_PREFIX not in text  # only a job that succeeds reports its time
+
+
+def test_user_error_is_one_line_on_stderr_and_a_traceback_in_the_log(tmp_path, capsys):
+    log = tmp_path / "job.log"
+    with pytest.raises(SystemExit) as info:
+        with job_logging(log):
+            print("loading")
+            raise UserError("data.npz: is not an .npz archive; fix it")
+    assert info.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.err == "prunequant: error: data.npz: is not an .npz archive; fix it\n"
+    assert captured.out == ""
+    text = log.read_text()
+    assert "loading" in text and "Traceback" in text and "UserError: data.npz" in text
+
+
+def test_nested_job_logging_reports_a_user_error_once(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        with job_logging(tmp_path / "outer.log"):
+            with job_logging(tmp_path / "inner.log"):
+                raise UserError("bad setting")
+    assert capsys.readouterr().err == "prunequant: error: bad setting\n"
+
+
+def test_no_logging_handler_is_left_on_the_closed_log(tmp_path, capfd):
+    root = logging.getLogger()
+    handlers_before = root.handlers[:]
+    with job_logging(tmp_path / "job.log"):
+        logging.getLogger("prunequant.test").info("inside the job")
+    logging.getLogger("prunequant.test").warning("after the job")
+    assert root.handlers == handlers_before
+    assert "Logging error" not in capfd.readouterr().err
+    assert "inside the job" in (tmp_path / "job.log").read_text()
+    assert "after the job" not in (tmp_path / "job.log").read_text()
+
+
+def test_successful_job_ends_its_log_with_the_stage_time(tmp_path):
+    log = tmp_path / "job.log"
+    with job_logging(log):
+        print("working")
+    last = log.read_text().splitlines()[-1]
+    assert last.startswith(STAGE_SECONDS_PREFIX + " ")
+    assert float(last.removeprefix(STAGE_SECONDS_PREFIX)) >= 0.0
 
 
 def test_json_round_trip(tmp_path):

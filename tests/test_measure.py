@@ -143,3 +143,23 @@ def test_onnx_runner_feeds_same_batch_as_torch_runner(tmp_path):
         )["repeats"]
         == 7
     )
+
+
+def test_onnx_runner_accepts_an_open_session(tmp_path):
+    from prunequant.quantize import OnnxClassifier
+
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["input"], ["logits"])],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 2, 5])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2, 5])],
+    )
+    path = tmp_path / "neg.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    session = OnnxClassifier(path, threads=1)
+    shape = {"n_channels": 2, "length": 5, "threads": 1, "seed": 2}
+    from_session = [make_onnx_runner(session, batch_size=batch, **shape)() for batch in (1, 3)]
+    from_path = [make_onnx_runner(path, batch_size=batch, **shape)() for batch in (1, 3)]
+    assert [out.shape for out in from_session] == [(1, 2, 5), (3, 2, 5)]
+    for ours, theirs in zip(from_session, from_path, strict=True):
+        np.testing.assert_array_equal(ours, theirs)

@@ -1,9 +1,11 @@
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
+from prunequant.errors import UserError
 from prunequant.measure import file_bytes, onnx_weight_bytes
 from prunequant.model import BlockSpec, ModelSpec, build_model
 from prunequant.quantize import (
@@ -15,6 +17,7 @@ from prunequant.quantize import (
     has_int8_ops,
     quantize_static_int8,
 )
+from prunequant.quantize.agreement import agreement
 
 SEED_SPEC = ModelSpec(in_channels=20, n_classes=10, blocks=(BlockSpec(25, 2, 140),))
 TWO_BLOCK_SPEC = ModelSpec(in_channels=6, n_classes=4, blocks=(BlockSpec(7, 2, 24), BlockSpec(5, 1, 16)))
@@ -262,19 +265,20 @@ def test_quantize_is_deterministic(trained):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "calibration_shape", "message"),
+    ("kwargs", "calibration_shape", "error", "message"),
     [
-        ({"quant_format": "QInt8"}, (8, N_CHANNELS, LENGTH), "unknown quant_format"),
-        ({"calibration_method": "KL"}, (8, N_CHANNELS, LENGTH), "unknown calibration_method"),
-        ({}, (0, N_CHANNELS, LENGTH), "empty"),
-        ({}, (N_CHANNELS, LENGTH), r"\[N, C, T\]"),
-        ({"batch_size": 0}, (8, N_CHANNELS, LENGTH), "batch_size"),
+        ({"quant_format": "QInt8"}, (8, N_CHANNELS, LENGTH), UserError, "quant_format 'QInt8' is not known"),
+        ({"calibration_method": "KL"}, (8, N_CHANNELS, LENGTH), UserError, "calibration_method 'KL' is not"),
+        ({"percentile": 0.0}, (8, N_CHANNELS, LENGTH), UserError, "percentile"),
+        ({}, (0, N_CHANNELS, LENGTH), ValueError, "empty"),
+        ({}, (N_CHANNELS, LENGTH), ValueError, r"\[N, C, T\]"),
+        ({"batch_size": 0}, (8, N_CHANNELS, LENGTH), ValueError, "batch_size"),
     ],
 )
-def test_quantize_rejects_bad_arguments(trained, kwargs, calibration_shape, message):
+def test_quantize_rejects_bad_arguments(trained, kwargs, calibration_shape, error, message):
     target = trained["dir"] / "bad.onnx"
     arguments = {"quant_format": "QOperator", "calibration_method": "MinMax", "per_channel": True} | kwargs
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         quantize_static_int8(trained["fp32"], target, np.zeros(calibration_shape, np.float32), **arguments)
     assert not target.exists()
 
@@ -286,3 +290,28 @@ def test_onnx_classifier_thread_settings(trained):
     logits = classifier(trained["x_test"][:64].astype(np.float64))  # converted, not rejected
     assert logits.shape == (64, N_CLASSES)
     np.testing.assert_array_equal(classifier.predict(trained["x_test"][:64]), logits.argmax(1))
+
+
+def test_agreement_counts_top1_matches_and_logit_errors():
+    parent = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0], [0.0, 3.0]], np.float32)
+    child = np.array([[0.5, 0.2], [1.0, 0.5], [2.0, 1.0], [0.0, 3.0]], np.float32)
+    result = agreement(parent, child)
+    assert result["agreement_pct"] == pytest.approx(75.0)  # only the second sample changes class
+    assert result["mean_abs_logit_error"] == pytest.approx((0.5 + 0.2 + 1.0 + 0.5) / 8)
+    assert result["max_abs_logit_error"] == pytest.approx(1.0)
+    assert agreement(parent, parent) == {
+        "agreement_pct": 100.0,
+        "mean_abs_logit_error": 0.0,
+        "max_abs_logit_error": 0.0,
+    }
+
+
+@pytest.mark.parametrize(("parent_shape", "child_shape"), [((4, 3), (4, 2)), ((4,), (4,)), ((0, 3), (0, 3))])
+def test_agreement_rejects_mismatched_or_empty_logits(parent_shape, child_shape):
+    with pytest.raises(ValueError, match="logits"):
+        agreement(np.zeros(parent_shape), np.zeros(child_shape))
+
+
+def test_onnx_classifier_runs_all_graph_optimisations(trained):
+    options = OnnxClassifier(trained["fp32"]).session.get_session_options()
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL

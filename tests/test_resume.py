@@ -1,4 +1,5 @@
-"""A training process killed with SIGKILL resumes and ends exactly where an uninterrupted run ends."""
+"""A training process killed with SIGKILL resumes and ends exactly where an uninterrupted run ends;
+an unreadable resume file is moved aside and training starts over."""
 
 import json
 import signal
@@ -9,6 +10,9 @@ import time
 import numpy as np
 import torch
 from conftest import write_prepared_dataset
+
+from prunequant.engine import TrainConfig, train
+from prunequant.model import BlockSpec, ModelSpec, build_model
 
 TRAINING = {
     "epochs": 150,
@@ -76,3 +80,36 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     a = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(uninterrupted / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_unreadable_resume_state_is_moved_aside_and_training_starts_over(tmp_path):
+    resume = tmp_path / "resume" / "state.pt"
+    resume.parent.mkdir()
+    torch.save({"fingerprint": "job", "model": torch.zeros(1000)}, resume)
+    resume.write_bytes(resume.read_bytes()[:200])  # cut short, as by a full disk
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 2, 16, generator=generator)
+    y = torch.arange(24) % 2
+    config = TrainConfig(
+        epochs=2, batch_size=8, lr=1e-3, weight_decay=0.0, lr_schedule="none", lr_step_epochs=1, seed=0
+    )
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(in_channels=2, n_classes=2, blocks=(BlockSpec(3, 1, 4),)))
+    messages = []
+    result = train(
+        model,
+        (x, y),
+        (x[:8], y[:8]),
+        config,
+        device=torch.device("cpu"),
+        best_path=tmp_path / "model.pt",
+        resume_path=resume,
+        job_fingerprint="job",
+        log=messages.append,
+    )
+    unreadable = tmp_path / "resume" / "state.pt.unreadable"
+    assert unreadable.read_bytes()[:4] == b"PK\x03\x04" and len(unreadable.read_bytes()) == 200
+    warning = next(m for m in messages if "cannot be read" in m)
+    assert str(resume) in warning and str(unreadable) in warning
+    assert result.resumed_from_epoch == 0 and len(result.history) == 2
+    assert (tmp_path / "model.pt").is_file() and not resume.exists()

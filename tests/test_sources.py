@@ -24,13 +24,20 @@ def test_transitive_imports_are_found(tmp_path):
         "dataset.py",
         "raw.py",
     } <= found
-    assert "report.py" not in found and "quantize.py" not in found
+    assert "build.py" not in found and "ptq.py" not in found
 
 
 def test_from_package_import_submodule_form(tmp_path):
     script = tmp_path / "job.py"
-    script.write_text("import os\nfrom prunequant import prune\n")
-    assert names(library_sources(script, PACKAGE)) >= {"prune.py", "model.py"}
+    script.write_text("import os\nfrom prunequant import training\n")
+    assert names(library_sources(script, PACKAGE)) >= {"training.py", "model.py"}
+
+
+def test_importing_a_submodule_counts_its_parent_packages(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text("from prunequant.prune.structured import prune_structured\n")
+    found = {str(Path(path).relative_to(PACKAGE)) for path in library_sources(script, PACKAGE)}
+    assert {"prune/__init__.py", "prune/structured.py", "__init__.py"} <= found
 
 
 def test_every_workflow_script_depends_on_some_library_module():

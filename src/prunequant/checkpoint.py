@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from prunequant.model import ModelSpec, SeparableCNN, build_model, spec_of
+from prunequant.model import ModelSpec, build_model, spec_of
 
 __all__ = ["save_model", "load_model", "atomic_torch_save"]
 
@@ -26,8 +27,8 @@ def atomic_torch_save(payload: dict, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def save_model(model: SeparableCNN, path: str | os.PathLike, metadata: dict | None = None) -> None:
-    """Save weights with the spec needed to rebuild the model and JSON-able metadata."""
+def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Save weights, the spec that rebuilds the model (architecture included) and JSON-able metadata."""
     payload = {
         "spec": spec_of(model).to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -37,7 +38,7 @@ def save_model(model: SeparableCNN, path: str | os.PathLike, metadata: dict | No
     atomic_torch_save(payload, path)
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[SeparableCNN, dict]:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model (pruned or not) from a checkpoint written by :func:`save_model`."""
     payload = torch.load(path, map_location=device, weights_only=True)
     model = build_model(ModelSpec.from_dict(payload["spec"]))

@@ -6,15 +6,27 @@ this module turns its verdicts into one line per problem, naming the key.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from prunequant.data.audio import wav_files
-from prunequant.model import BlockSpec, ModelSpec
+from prunequant.variants import configured_models
 
-__all__ = ["config_problems", "missing_data_files", "model_problems", "active_data_settings", "data_files"]
+__all__ = [
+    "config_problems",
+    "missing_data_files",
+    "model_problems",
+    "study_problems",
+    "active_data_settings",
+    "data_files",
+    "config_hash",
+    "training_gpus",
+]
 
 # The data keys each source reads; the others do not affect its result.
 SOURCE_KEYS = {
@@ -23,7 +35,17 @@ SOURCE_KEYS = {
     "ts": ("ts_train", "ts_test"),
     "audio": ("audio",),
 }
-SHARED_DATA_KEYS = ("source", "length", "length_method", "val_fraction", "test_fraction")
+SHARED_DATA_KEYS = (
+    "source",
+    "length",
+    "length_method",
+    "val_fraction",
+    "test_fraction",
+    "seed",
+    "min_class_samples",
+    "test_groups",
+    "val_groups",
+)
 
 
 def _key_path(path) -> str:
@@ -39,7 +61,12 @@ def config_problems(config: dict, schema_path: str | Path) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     problems = []
     for error in validator.iter_errors(config):
-        problems.append(f"config key '{_key_path(error.absolute_path)}': {error.message}")
+        # A "oneOf" failure says only that nothing matched; the closest branch says what is wrong.
+        error = jsonschema.exceptions.best_match([error, *error.context]) if error.context else error
+        message = error.message
+        if "propertyNames" in error.schema_path:
+            message = f"{error.instance!r} does not apply to this method (see config.yaml for its keys)"
+        problems.append(f"config key '{_key_path(error.absolute_path)}': {message}")
     return sorted(set(problems))
 
 
@@ -67,10 +94,21 @@ def missing_data_files(data: dict) -> list[str]:
     return problems
 
 
-def model_problems(blocks: list[dict], length: int) -> list[str]:
+def _output_length(arch: str, blocks: list[dict], length: int) -> int:
+    # Mirrors ModelSpec.output_length without importing torch: every block is a strided
+    # depthwise conv (residual blocks pad it to "same" first) followed by AvgPool1d(2).
+    for block in blocks:
+        padding = block["kernel_size"] - 1 if arch == "residual" else 0
+        length = (length + padding - block["kernel_size"]) // block["stride"] + 1
+        if length < 1:
+            return length
+        length //= 2
+    return length
+
+
+def model_problems(blocks: list[dict], length: int, arch: str = "separable") -> list[str]:
     """Why the configured blocks cannot run on series of ``length`` steps, if they cannot."""
-    spec = ModelSpec(in_channels=1, n_classes=2, blocks=tuple(BlockSpec(**block) for block in blocks))
-    if spec.output_length(length) >= 1:
+    if _output_length(arch, blocks, length) >= 1:
         return []
     return [
         f"config key 'model.blocks': {len(blocks)} block(s) shrink a series of data.length={length} steps "
@@ -96,3 +134,67 @@ def data_files(data: dict) -> list[str]:
     else:
         paths = []
     return [str(path) for path in paths if path is not None]
+
+
+def study_problems(config: dict) -> list[str]:
+    """Settings that are valid one by one but not together, one line each, naming the key."""
+    problems = []
+    n_blocks = len(config["model"]["blocks"])
+    for index, name in enumerate(config["model"]["not_prunable"]):
+        if int(name.split(".")[1]) >= n_blocks:
+            problems.append(
+                f"config key 'model.not_prunable[{index}]': {name!r} matches no block; "
+                f"the model has blocks.0 to blocks.{n_blocks - 1}"
+            )
+    if (
+        len(set(config["model"]["not_prunable"])) == n_blocks
+        and not problems
+        and configured_models(config["prune"]) != ["baseline"]
+    ):
+        problems.append("config key 'model.not_prunable': every block is listed, so nothing can be pruned")
+    models = configured_models(config["prune"])
+    wanted = config["quantize"]["models"]
+    for index, name in enumerate([] if wanted == "all" else wanted):
+        if name not in models:
+            problems.append(
+                f"config key 'quantize.models[{index}]': {name!r} is not a configured model; "
+                f"configured: {', '.join(models)}"
+            )
+    names = [recipe["name"] for recipe in config["quantize"]["recipes"]]
+    for name in sorted({name for name in names if names.count(name) > 1}):
+        problems.append(f"config key 'quantize.recipes': the name {name!r} is used more than once")
+    data = config["data"]
+    group_regex = (data.get("audio") or {}).get("group_regex") if data["source"] == "audio" else None
+    for key in ("test_groups", "val_groups"):
+        if data.get(key) and not group_regex:
+            problems.append(f"config key 'data.{key}': needs data.source 'audio' with data.audio.group_regex")
+    if data["folds"] == "leave_one_group_out":
+        if not group_regex:
+            problems.append(
+                "config key 'data.folds': leave_one_group_out needs data.source 'audio' with "
+                "data.audio.group_regex"
+            )
+        if data.get("test_groups"):
+            problems.append(
+                "config key 'data.test_groups': leave_one_group_out chooses the test group itself"
+            )
+    return problems
+
+
+def config_hash(config: dict) -> str:
+    """A short fingerprint of the whole configuration (key order does not matter)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def training_gpus(setting: str | int, device: str, *, gpu_visible: bool | None = None) -> int:
+    """GPUs a training job holds (its `gpu` resource).
+
+    "auto": one when this machine shows an NVIDIA device and training may use it, else none,
+    so that on a CPU machine training jobs run side by side instead of queueing for a GPU
+    that does not exist. On a cluster whose submit host has no GPU, set 1 in the config.
+    """
+    if setting != "auto":
+        return int(setting)
+    if gpu_visible is None:
+        gpu_visible = Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+    return int(gpu_visible and device != "cpu")

@@ -126,7 +126,9 @@ def evaluate(
     return loss, accuracy, all_logits
 
 
-def _train_one_epoch(model, optimizer, x, y, *, batch_size, generator) -> tuple[float, float]:
+def _train_one_epoch(
+    model, optimizer, x, y, *, batch_size, generator, after_step=None
+) -> tuple[float, float]:
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
     loss_sum, correct = 0.0, 0
@@ -137,6 +139,8 @@ def _train_one_epoch(model, optimizer, x, y, *, batch_size, generator) -> tuple[
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         loss_sum += loss.item() * len(idx)
         correct += (logits.argmax(dim=1) == y[idx]).sum().item()
     return loss_sum / len(x), correct / len(x) * 100
@@ -152,9 +156,29 @@ def format_epoch_line(record: EpochRecord) -> str:
 
 
 def _load_resume_state(resume_path: Path, job_fingerprint: str, log: Callable[[str], None]) -> dict | None:
+    """The saved training state, or None when there is none, it is unreadable, or it belongs to another job.
+
+    A file that cannot be read (cut short by a full disk, say) is moved aside to ``<name>.unreadable``,
+    kept for inspection, and training starts over instead of failing on every rerun.
+    """
+    import pickle  # only for the exception type a corrupt pickle raises
+
     if not resume_path.exists():
         return None
-    state = torch.load(resume_path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+        state, problem = None, " ".join(str(err).split())[:200]
+    else:
+        problem = None if isinstance(state, dict) else f"holds a {type(state).__name__}, not a training state"
+    if problem is not None:
+        unreadable = resume_path.with_name(resume_path.name + ".unreadable")
+        os.replace(resume_path, unreadable)
+        log(
+            f"Warning: resume state {resume_path} cannot be read ({problem}); moved it to {unreadable} "
+            "and training starts over."
+        )
+        return None
     if state.get("fingerprint") != job_fingerprint:
         log(f"Ignoring resume state {resume_path}: it was written for other inputs or settings.")
         return None
@@ -173,12 +197,18 @@ def train(
     job_fingerprint: str,
     checkpoint_metadata: dict | None = None,
     log: Callable[[str], None] = print,
+    after_step: Callable[[], None] | None = None,
+    save_best: Callable[[nn.Module, str | os.PathLike, dict], None] = save_model,
 ) -> TrainResult:
     """Train with Adam, keep the best-validation-accuracy weights in ``best_path``.
 
     ``resume_path`` holds everything needed to continue after a crash: weights,
     optimizer, scheduler and shuffling RNG state, history and the best weights so far.
     It is deleted once training has finished and ``best_path`` is written.
+
+    ``after_step`` runs after every optimizer step (e.g. to hold pruning masks at zero);
+    ``save_best`` writes the best weights (models that are not a plain architecture, such
+    as fake-quantized ones, bring their own format).
     """
     resume_path = Path(resume_path)
     model.to(device)
@@ -210,7 +240,13 @@ def train(
         learning_rate = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
         train_loss, train_accuracy = _train_one_epoch(
-            model, optimizer, x_train, y_train, batch_size=config.batch_size, generator=generator
+            model,
+            optimizer,
+            x_train,
+            y_train,
+            batch_size=config.batch_size,
+            generator=generator,
+            after_step=after_step,
         )
         train_time = time.perf_counter() - started
         started = time.perf_counter()
@@ -247,7 +283,7 @@ def train(
     model.load_state_dict(best_state)
     model.eval()
     metadata = dict(checkpoint_metadata or {}, best_val_accuracy=best_accuracy, best_epoch=best_epoch)
-    save_model(model, best_path, metadata)
+    save_best(model, best_path, metadata)
     log(f"Best accuracy: {best_accuracy:.2f}")
     resume_path.unlink(missing_ok=True)
     return TrainResult(best_accuracy, best_epoch, history, resumed_from)

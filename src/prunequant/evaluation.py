@@ -1,42 +1,54 @@
-"""Scoring one deployed variant on the test split: accuracy, loss, size, cost and latency.
+"""Scoring one deployed variant: validation and test accuracy and loss, size, cost, agreement.
 
-Each variant runs in its own process, in one runtime only: torch and ONNX Runtime
-thread pools slow each other down when both are timed in one process.
+Every stage that makes an artifact scores it before it ends (:func:`write_evaluation`), in
+one runtime only, so no job exists just to score and a study of a hundred variants does not
+pay a hundred extra process start-ups. Latency is not measured here:
+all variants of a runtime are timed together, interleaved (:mod:`prunequant.latency`).
+Validation scores sit next to test scores so that every choice (a recipe, a recommendation)
+can be made on validation; the per-sample predictions keep each sample's identity and logits,
+so paired statistics and agreement need no rerun.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from prunequant.checkpoint import load_model
 from prunequant.data import load_dataset
-from prunequant.measure import (
-    count_macs,
-    count_parameters,
-    file_bytes,
-    make_onnx_runner,
-    make_torch_runner,
-    measure_latency,
-    onnx_weight_bytes,
-    state_dict_weight_bytes,
-)
-from prunequant.quantize import OnnxClassifier
+from prunequant.jobs import write_json
+from prunequant.measure import file_bytes, onnx_weight_bytes
+from prunequant.quantize.agreement import agreement
+from prunequant.quantize.runtime import OnnxClassifier
+from prunequant.variants import parse_deployment
 
-__all__ = ["RUNTIMES", "LATENCY_BATCH_SIZES", "open_model", "predict_logits", "evaluate_variant"]
+# torch is imported only where a torch model is scored or described: a job that scores an
+# ONNX model next to its parent's scores never pays seconds to import it.
+
+__all__ = [
+    "RUNTIMES",
+    "open_model",
+    "predict_logits",
+    "evaluate_variant",
+    "write_evaluation",
+    "score_stage_output",
+    "read_logits",
+]
 
 RUNTIMES = ("torch", "onnxruntime")
-LATENCY_BATCH_SIZES = (1, 64)
+SPLITS_SCORED = ("val", "test")
 
 
-def open_model(artifact_path: str | os.PathLike, runtime: str, *, threads: int):
+def open_model(artifact_path: str | os.PathLike, runtime: str, *, threads: int = 1):
     """A torch checkpoint as a model, or an ONNX file as an ONNX Runtime session."""
     if runtime == "torch":
+        import torch
+
+        from prunequant.checkpoint import load_model
+
         torch.set_num_threads(threads)
         return load_model(artifact_path)[0]
     if runtime == "onnxruntime":
@@ -49,22 +61,66 @@ def predict_logits(model, x: np.ndarray, *, batch_size: int) -> np.ndarray:
     batches = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
     if isinstance(model, OnnxClassifier):
         return np.concatenate([model(batch) for batch in batches])
+    import torch
+
     with torch.inference_mode():
         return torch.cat([model(torch.from_numpy(batch)) for batch in batches]).numpy()
 
 
-def _latency(model, *, n_channels: int, length: int, threads: int, warmup: int, repeats: int) -> dict:
-    latencies = {}
-    for batch_size in LATENCY_BATCH_SIZES:
-        shape = {"batch_size": batch_size, "n_channels": n_channels, "length": length, "threads": threads}
-        if isinstance(model, OnnxClassifier):
-            run = make_onnx_runner(model.path, **shape)
-        else:
-            run = make_torch_runner(model, **shape)
-        latencies[f"latency_batch{batch_size}_ms"] = measure_latency(run, warmup=warmup, repeats=repeats)[
-            "median_ms"
-        ]
-    return latencies
+def read_logits(predictions_path: str | os.PathLike, split: str = "test") -> np.ndarray:
+    """The logits of one split from a predictions CSV written by :func:`evaluate_variant`."""
+    table = pd.read_csv(predictions_path)
+    table = table[table["split"] == split]
+    return table[[column for column in table.columns if column.startswith("logit_")]].to_numpy(np.float32)
+
+
+def _scores(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Accuracy in percent and mean cross-entropy (log-softmax in float64)."""
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
+    return float((logits.argmax(axis=1) == labels).mean() * 100), loss
+
+
+def _model_description(parent_model_path, dataset, family: str) -> dict:
+    """Parameters, non-zero parameters, MACs (and sparse storage) of the fp32 parent network."""
+    from prunequant.checkpoint import load_model
+    from prunequant.measure import count_macs, count_parameters
+    from prunequant.prune.unstructured import sparsity_record, storage_bytes
+
+    parent, _ = load_model(parent_model_path)
+    description = {
+        "parameters": count_parameters(parent),
+        "nonzero_parameters": int(sparsity_record(parent)["nonzero_parameters"]),
+        "macs": count_macs(parent, dataset.n_channels, dataset.length),
+    }
+    if family == "unstructured":
+        description.update(
+            {
+                f"storage_{key}": value
+                for key, value in storage_bytes(parent).items()
+                if isinstance(value, int | float)
+            }
+        )
+    return description
+
+
+def _parent_description(parent_predictions_path) -> dict:
+    """The same description, read from the parent's evaluation beside its predictions."""
+    parent = json.loads((Path(parent_predictions_path).parent / "evaluation.json").read_text())
+    return {
+        key: value
+        for key, value in parent.items()
+        if key in ("parameters", "nonzero_parameters", "macs") or key.startswith("storage_")
+    }
+
+
+def _torch_weight_bytes(parent_model_path) -> int:
+    from prunequant.checkpoint import load_model
+    from prunequant.measure import state_dict_weight_bytes
+
+    return state_dict_weight_bytes(load_model(parent_model_path)[0])
 
 
 def evaluate_variant(
@@ -72,63 +128,105 @@ def evaluate_variant(
     artifact_path: str | os.PathLike,
     parent_model_path: str | os.PathLike,
     dataset_path: str | os.PathLike,
-    model_name: str,
-    prune_rate: float,
-    precision: str,
-    runtime: str,
+    variant: dict,
     batch_size: int,
-    latency_threads: int,
-    latency_warmup: int,
-    latency_repeats: int,
+    parent_predictions_path: str | os.PathLike | None = None,
 ) -> tuple[dict, pd.DataFrame]:
-    """Metrics of one variant and its per-sample test predictions.
+    """Metrics of one variant and its per-sample validation and test predictions.
 
+    ``variant`` holds the run, seed, model and deployment names and the model's method
+    settings; they are copied into the metrics so that the report only aggregates files.
     Parameters and MACs come from the parent fp32 network: folding BatchNorm and
     quantizing change how weights are stored, not how many there are or how much
     arithmetic a sample needs (BatchNorm's own few operations aside).
     """
+    form = parse_deployment(variant["deployment"])
     dataset = load_dataset(dataset_path)
-    model = open_model(artifact_path, runtime, threads=latency_threads)
-    logits = predict_logits(model, dataset.X_test, batch_size=batch_size)
-    targets = torch.from_numpy(dataset.y_test)
-    loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits).float(), targets).item()
-    predictions = logits.argmax(axis=1)
-    parent, _ = load_model(parent_model_path)
-    weight_bytes = state_dict_weight_bytes(parent) if runtime == "torch" else onnx_weight_bytes(artifact_path)
-    metrics = {
-        "model": model_name,
-        "prune_rate": prune_rate,
-        "precision": precision,
-        "runtime": runtime,
-        "accuracy": float((predictions == dataset.y_test).mean() * 100),
-        "loss": loss,
-        "n_test": int(len(dataset.y_test)),
-        "parameters": count_parameters(parent),
-        "macs": count_macs(parent, dataset.n_channels, dataset.length),
-        "size_bytes": file_bytes(artifact_path),
-        "weight_bytes": weight_bytes,
-        "latency_threads": latency_threads,
-        "latency_warmup": latency_warmup,
-        "latency_repeats": latency_repeats,
-        "cpu": platform.processor() or platform.machine(),
-        "artifact": Path(artifact_path).name,
-    }
-    metrics.update(
-        _latency(
-            model,
-            n_channels=dataset.n_channels,
-            length=dataset.length,
-            threads=latency_threads,
-            warmup=latency_warmup,
-            repeats=latency_repeats,
+    model = open_model(artifact_path, form["runtime"])
+    metrics = dict(variant, **form, variant=f"{variant['model']}/{variant['deployment']}")
+    tables = []
+    logits_by_split = {}
+    for split in SPLITS_SCORED:
+        x, y = dataset.split(split)
+        logits = predict_logits(model, x, batch_size=batch_size)
+        logits_by_split[split] = logits
+        accuracy, loss = _scores(logits, y)
+        prefix = "" if split == "test" else "val_"
+        metrics.update({f"{prefix}accuracy": accuracy, f"{prefix}loss": loss, f"n_{split}": int(len(y))})
+        table = pd.DataFrame(
+            {
+                "split": split,
+                "index": np.arange(len(y)),
+                "sample_id": getattr(dataset, f"ids_{split}"),
+                "label": y,
+                "prediction": logits.argmax(axis=1),
+                "correct": logits.argmax(axis=1) == y,
+            }
         )
+        logit_columns = pd.DataFrame(logits, columns=[f"logit_{k}" for k in range(logits.shape[1])])
+        tables.append(pd.concat([table, logit_columns], axis=1))
+    if parent_predictions_path is not None:
+        # Quantizing changes how weights are stored, not how many there are or the arithmetic.
+        metrics.update(_parent_description(parent_predictions_path))
+    else:
+        metrics.update(_model_description(parent_model_path, dataset, variant["family"]))
+    metrics.update(
+        size_bytes=file_bytes(artifact_path),
+        weight_bytes=(
+            _torch_weight_bytes(parent_model_path)
+            if form["runtime"] == "torch"
+            else onnx_weight_bytes(artifact_path)
+        ),
+        artifact=Path(artifact_path).as_posix(),
     )
-    table = pd.DataFrame(
-        {
-            "index": np.arange(len(predictions)),
-            "label": dataset.y_test,
-            "prediction": predictions,
-            "correct": predictions == dataset.y_test,
-        }
+    if parent_predictions_path is not None:
+        metrics.update(agreement(read_logits(parent_predictions_path, "test"), logits_by_split["test"]))
+    return metrics, pd.concat(tables, ignore_index=True)
+
+
+def write_evaluation(
+    *,
+    artifact_path: str | os.PathLike,
+    parent_model_path: str | os.PathLike,
+    dataset_path: str | os.PathLike,
+    variant: dict,
+    batch_size: int,
+    evaluation_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    parent_predictions_path: str | os.PathLike | None = None,
+) -> dict:
+    """:func:`evaluate_variant`, written as the stage's evaluation JSON and predictions CSV."""
+    metrics, predictions = evaluate_variant(
+        artifact_path=artifact_path,
+        parent_model_path=parent_model_path,
+        dataset_path=dataset_path,
+        variant=variant,
+        batch_size=batch_size,
+        parent_predictions_path=parent_predictions_path,
     )
-    return metrics, table
+    write_json(metrics, evaluation_path)
+    predictions.to_csv(predictions_path, index=False)
+    print(
+        f"Evaluated {metrics['variant']}: validation {metrics['val_accuracy']:.2f}%, "
+        f"test {metrics['accuracy']:.2f}%, {metrics['weight_bytes']} weight bytes"
+    )
+    return metrics
+
+
+def score_stage_output(job, *, artifact_path, parent_model_path) -> dict:
+    """:func:`write_evaluation` for a workflow job that made ``artifact_path``.
+
+    ``job`` is the job's Snakemake object, read by name only: ``input.dataset`` (and
+    ``input.parent_predictions`` for an int8 model), ``params.variant``, ``params.batch_size``,
+    ``output.evaluation`` and ``output.predictions``. Every stage scores what it made this way.
+    """
+    return write_evaluation(
+        artifact_path=artifact_path,
+        parent_model_path=parent_model_path,
+        dataset_path=job.input.dataset,
+        variant=job.params.variant,
+        batch_size=job.params.batch_size,
+        evaluation_path=job.output.evaluation,
+        predictions_path=job.output.predictions,
+        parent_predictions_path=job.input.get("parent_predictions"),
+    )

@@ -1,4 +1,4 @@
-"""What every workflow job does around its real work: logging and thread limits."""
+"""What every workflow job does around its real work: logging, thread limits, error reporting."""
 
 from __future__ import annotations
 
@@ -7,36 +7,97 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
+from prunequant.errors import UserError
 
-__all__ = ["job_logging", "write_json", "read_json"]
+__all__ = ["STAGE_SECONDS_PREFIX", "job_logging", "write_json", "read_json"]
+
+# Last line of a successful job's log: the wall time spent inside job_logging. Benchmarks compare
+# it with Snakemake's per-job time to measure what starting a job costs.
+STAGE_SECONDS_PREFIX = "prunequant-stage-seconds:"
+
+# How many job_logging blocks are open: only the outermost one reports a UserError and exits, so a
+# nested block cannot print the error line into its parent's log instead of onto the real stderr.
+_open_jobs = 0
+
+
+@contextlib.contextmanager
+def _root_logging_to(stream) -> Iterator[None]:
+    """Route the root logger and captured warnings to ``stream``; restore both afterwards.
+
+    ``logging.basicConfig(force=True)`` would leave its handler attached to ``stream`` once the
+    job is over, and a later log call would then write to a closed file.
+    """
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield
+    finally:
+        logging.captureWarnings(False)
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)
+        handler.close()
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 @contextlib.contextmanager
 def job_logging(log_path: str | os.PathLike, threads: int | None = None) -> Iterator[None]:
-    """Send stdout, stderr, warnings and any traceback of the job to its log file."""
+    """Send stdout, stderr, warnings and any traceback of the job to its log file.
+
+    A :class:`~prunequant.errors.UserError` is reported as the single line
+    ``prunequant: error: <message>`` on the real stderr and ends the job with ``SystemExit(1)``;
+    its traceback goes to the log only. Any other exception is logged and re-raised. A job that
+    succeeds ends its log with ``prunequant-stage-seconds: <seconds spent inside the block>``.
+    """
+    global _open_jobs
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    user_error = None
+    outermost = _open_jobs == 0
     with log_path.open("w", buffering=1) as log:
         saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = log
-        logging.basicConfig(stream=log, level=logging.INFO, force=True)
-        logging.captureWarnings(True)
-        warnings.simplefilter("default")
-        if threads is not None:
-            torch.set_num_threads(threads)
+        _open_jobs += 1
         try:
-            yield
-        except BaseException:
-            traceback.print_exc(file=log)
-            raise
+            with _root_logging_to(log):
+                if threads is not None:
+                    import torch  # here, not at the top: a data-only job should not pay torch's import time
+
+                    torch.set_num_threads(threads)
+                started = time.perf_counter()
+                try:
+                    yield
+                except UserError as error:
+                    traceback.print_exc(file=log)
+                    if not outermost:
+                        raise
+                    user_error = error
+                except BaseException:
+                    traceback.print_exc(file=log)
+                    raise
+                else:
+                    print(f"{STAGE_SECONDS_PREFIX} {time.perf_counter() - started:.6f}", file=log)
         finally:
+            _open_jobs -= 1
             sys.stdout, sys.stderr = saved
+    if user_error is not None:
+        print(f"prunequant: error: {_one_line(user_error)}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from user_error
 
 
 def write_json(data: dict, path: str | os.PathLike) -> None:

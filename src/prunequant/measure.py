@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from prunequant.quantize import OnnxClassifier
+from prunequant.quantize.runtime import OnnxClassifier
+
+if TYPE_CHECKING:  # torch is imported where it is used: ONNX-only jobs never pay for it
+    import torch
+    from torch import nn
 
 __all__ = [
     "count_parameters",
@@ -41,6 +43,9 @@ def count_macs(model: nn.Module, n_channels: int, length: int) -> int:
     Counts what ``FlopCounterMode`` counts as matmul-like work (convolutions and the
     Linear head; FLOPs = 2 x MACs); bias adds, ReLU, BatchNorm and pooling are not counted.
     """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     was_training = model.training
     model.eval()
     try:
@@ -127,6 +132,8 @@ def make_torch_runner(
     Sets ``torch.set_num_threads(threads)`` for the whole process, since torch has no
     per-call thread count.
     """
+    import torch
+
     torch.set_num_threads(threads)
     model.eval()
     batch = torch.from_numpy(_fixed_input(batch_size, n_channels, length, seed))
@@ -139,11 +146,24 @@ def make_torch_runner(
 
 
 def make_onnx_runner(
-    path: str | os.PathLike, *, batch_size: int, n_channels: int, length: int, threads: int, seed: int = 0
+    model: str | os.PathLike | OnnxClassifier,
+    *,
+    batch_size: int,
+    n_channels: int,
+    length: int,
+    threads: int,
+    seed: int = 0,
 ) -> Callable[[], np.ndarray]:
     """A no-argument callable running an ONNX model in ORT on the same fixed batch as
-    :func:`make_torch_runner` (same seed, same values), with ``threads`` intra-op threads."""
-    session = OnnxClassifier(path, threads=threads).session
+    :func:`make_torch_runner` (same seed, same values).
+
+    ``model`` is a path, opened here with ``threads`` intra-op threads, or an already open
+    :class:`OnnxClassifier` (its own thread count applies), so one session can serve
+    several batch sizes.
+    """
+    if not isinstance(model, OnnxClassifier):
+        model = OnnxClassifier(model, threads=threads)
+    session = model.session
     feed = {session.get_inputs()[0].name: _fixed_input(batch_size, n_channels, length, seed)}
     output_names = [session.get_outputs()[0].name]
 

@@ -39,7 +39,9 @@ def _imported_modules(path: Path, module_name: str | None = None) -> set[str]:
                 modules.add(module)
                 # "from prunequant import data" imports the submodule prunequant.data
                 modules.update(f"{module}.{alias.name}" for alias in node.names)
-    return {name for name in modules if name == PACKAGE or name.startswith(PACKAGE + ".")}
+    # Importing a.b.c runs a/__init__ and a/b/__init__ first: the parent packages count too.
+    parents = {".".join(name.split(".")[:end]) for name in modules for end in range(1, name.count(".") + 1)}
+    return {name for name in modules | parents if name == PACKAGE or name.startswith(PACKAGE + ".")}
 
 
 def _module_name(path: Path, package_dir: Path) -> str | None:

@@ -14,11 +14,14 @@ Submodules, one job each:
 - :mod:`prunequant.data.splits` — train/val/test splitting;
 - :mod:`prunequant.data.transforms` — fixed length, label encoding, standardisation;
 - :mod:`prunequant.data.dataset` — :class:`PreparedDataset`: prepare, save, load.
+
+Problems a user can fix (a bad file, a setting that leaves a class out of a split) raise a one-line
+:class:`prunequant.errors.UserError` that names the file or config key, the problem and the fix.
 """
 
 from __future__ import annotations
 
-from prunequant.data.audio import AudioOptions, load_audio_folder
+from prunequant.data.audio import AudioOptions, group_names, load_audio_folder
 from prunequant.data.dataset import SOURCES, PreparedDataset, load_dataset, prepare_dataset, save_dataset
 from prunequant.data.raw import RawDataset, RawSplit
 from prunequant.data.sources import BUNDLED_DATASETS, load_bundled, load_npz, load_ts
@@ -43,6 +46,7 @@ __all__ = [
     "load_ts",
     "load_npz",
     "load_audio_folder",
+    "group_names",
     "to_fixed_length",
     "split_dataset",
     "class_names",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from prunequant.data.raw import _check_positive
+from prunequant.errors import UserError
 
 LENGTH_METHODS = ("resample", "pad_crop")
 
@@ -32,7 +33,7 @@ def _pad_crop(x: np.ndarray, length: int) -> np.ndarray:
 
 def _check_length_args(length: int, method: str) -> None:
     if method not in LENGTH_METHODS:
-        raise ValueError(f"length_method must be one of {LENGTH_METHODS}, got {method!r}")
+        raise UserError(f"config key 'data.length_method': must be one of {LENGTH_METHODS}, got {method!r}")
     _check_positive(length=length)
 
 
@@ -43,7 +44,10 @@ def to_fixed_length(series: Sequence[np.ndarray], length: int, method: str) -> n
         raise ValueError("no series to stack")
     channels = {np.shape(s)[0] for s in series}
     if len(channels) != 1:
-        raise ValueError(f"series have different channel counts {sorted(channels)}; all must share one")
+        raise UserError(
+            f"data: series have different channel counts {sorted(channels)}; "
+            "give every sample the same channels"
+        )
     fix = _resample if method == "resample" else _pad_crop
     return np.stack([fix(np.asarray(s, dtype=np.float64), length) for s in series]).astype(np.float32)
 

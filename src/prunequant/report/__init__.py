@@ -1,30 +1,12 @@
-"""Aggregate per-variant evaluation records into a summary table, figures and a Markdown report.
+"""The report: tables, figures and Markdown built from the study's files, one job per module.
 
-``summary`` builds the table and its derived columns, ``figures`` draws the plots and ``markdown``
-writes the report. Only files and explicit arguments come in; nothing here reads the workflow
-config.
+- :mod:`~prunequant.report.collect` — per-run rows, latency rows, provenance;
+- :mod:`~prunequant.report.aggregate` — one row per variant with intervals and paired verdicts;
+- :mod:`~prunequant.report.pareto` — accuracy against a cost, non-dominated variants marked;
+- :mod:`~prunequant.report.study_figures` — the pruning and quantization study figures;
+- :mod:`~prunequant.report.sections` and :mod:`~prunequant.report.markdown` — the report's text;
+- :mod:`~prunequant.report.build` — the report job, from files to every output.
+
+Only files and explicit arguments come in; nothing here reads the workflow config. The
+package imports no submodule, so a job depends only on the modules it uses.
 """
-
-from prunequant.report.figures import plot_accuracy_vs_rate, plot_accuracy_vs_size, plot_training_curves
-from prunequant.report.markdown import write_report
-from prunequant.report.summary import (
-    BASELINE_MODEL,
-    DERIVED_COLUMNS,
-    METRIC_KEYS,
-    SUMMARY_COLUMNS,
-    build_summary,
-    write_summary_csv,
-)
-
-__all__ = [
-    "BASELINE_MODEL",
-    "DERIVED_COLUMNS",
-    "METRIC_KEYS",
-    "SUMMARY_COLUMNS",
-    "build_summary",
-    "plot_accuracy_vs_rate",
-    "plot_accuracy_vs_size",
-    "plot_training_curves",
-    "write_report",
-    "write_summary_csv",
-]

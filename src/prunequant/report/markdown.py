@@ -1,266 +1,313 @@
-"""The Markdown report: what was run, the headline result, the tables, figures and method notes."""
+"""The Markdown report: provenance, the recommendation, every variant with intervals and
+verdicts, the pruning and quantization studies, the claims, latency and method notes.
+
+Every number here comes from the tables built by :mod:`prunequant.report.build`; nothing
+is chosen on the test split (the recommendation and recipe choices use validation accuracy).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 
-from prunequant.report.summary import (
-    BASELINE_MODEL,
-    REFERENCE_SETTING,
-    PathLike,
-    _baseline_row,
-    _prepare,
-    _settings,
-)
+__all__ = ["render_report", "table"]
 
-__all__ = ["write_report"]
+BASELINE = "baseline/fp32_torch"
 
-QUANTIZED_PRECISION = "int8"
 
-_SHAPE_KEYS = (("n_channels", "channel(s)"), ("length", "time steps"))
-_SPLIT_KEYS = (("n_train", "train"), ("n_val", "validation"), ("n_test", "test"))
+# ----------------------------------------------------------------------------- formatting
 
-_SETTING_TEXT = {
-    ("fp32", "torch"): "fp32 in PyTorch eager (the trained checkpoint)",
-    ("fp32", "onnxruntime"): "fp32 ONNX with BatchNorm folded, in ONNX Runtime",
-    ("int8", "onnxruntime"): "statically quantized int8 ONNX, in ONNX Runtime",
+
+def _number(decimals: int) -> Callable[[object], str]:
+    def fmt(value: object) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        return f"{float(value):,.{decimals}f}"
+
+    return fmt
+
+
+def _integer(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{int(value):,}"
+
+
+def _text(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return str(value)
+
+
+def interval(row: Mapping, key: str, decimals: int = 2) -> str:
+    """ "97.03 [96.10, 97.96]" from ``key``, ``key_low`` and ``key_high``."""
+    value, low, high = row.get(key), row.get(f"{key}_low"), row.get(f"{key}_high")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    fmt = _number(decimals)
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return fmt(value)
+    return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
+
+
+def difference(row: Mapping, prefix: str) -> str:
+    """ "−0.27 pp [−0.81, +0.27], no detectable difference" for a paired comparison."""
+    value = row.get(f"{prefix}_diff_pp")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    low, high, verdict = row[f"{prefix}_low"], row[f"{prefix}_high"], row[f"{prefix}_verdict"]
+    return f"{value:+.2f} [{low:+.2f}, {high:+.2f}] {_VERDICT_MARK.get(verdict, verdict)}"
+
+
+_VERDICT_MARK = {
+    "better": "**better**",
+    "worse": "**worse**",
+    "no detectable difference": "no detectable difference",
 }
 
-_FIGURE_TEXT = {
-    "accuracy_vs_rate": (
-        "Test accuracy vs prune rate",
-        "Test accuracy of every model by prune rate, one line per precision and runtime: the slope "
-        "of a line is what pruning costs, the gap between lines at one rate what export and "
-        "quantization cost.",
-    ),
-    "accuracy_vs_size": (
-        "Test accuracy vs serialized size",
-        "Each point is one variant, labelled by model; points further left are smaller files, "
-        "points higher up more accurate.",
-    ),
-    "training_curves": (
-        "Training curves",
-        "Loss and accuracy per epoch on the training (dashed) and validation (solid) splits: the "
-        "baseline's training and each pruned model's fine-tuning.",
-    ),
-}
+
+def speedup(row: Mapping, prefix: str) -> str:
+    """ "1.52× [1.40, 1.61] vs baseline/fp32_onnxruntime" — never a ratio without its reference."""
+    value = row.get(f"{prefix}_speedup")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    verdict = row[f"{prefix}_speedup_verdict"]
+    text = f"{value:.2f}× [{row[f'{prefix}_speedup_low']:.2f}, {row[f'{prefix}_speedup_high']:.2f}]"
+    if verdict == "no measurable difference":
+        text += " no measurable difference"
+    return f"{text} vs `{row[f'{prefix}_reference']}`"
 
 
-def write_report(
-    summary: pd.DataFrame,
+def table(
+    rows: pd.DataFrame | Sequence[Mapping], columns: Sequence[tuple[str, Callable[[Mapping], str]]]
+) -> str:
+    """A Markdown table; each column is (header, function of the row)."""
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    lines = [
+        "| " + " | ".join(header for header, _ in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for record in records:
+        lines.append("| " + " | ".join(cell(record) for _, cell in columns) + " |")
+    return "\n".join(lines)
+
+
+def _col(key: str, fmt: Callable[[object], str] = _text) -> Callable[[Mapping], str]:
+    return lambda row: fmt(row.get(key))
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _provenance(meta: Mapping, runs: Sequence[str]) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
+    device = meta["device"]
+    return "\n".join(
+        [
+            f"- **Config** hash `{meta['config_hash']}`; **runs** {len(runs)} ({', '.join(runs)}); "
+            f"**seeds** {', '.join(map(str, meta['seeds']))}",
+            f"- **Code** git `{meta['git_commit']}`; **date** {meta['date']}",
+            f"- **Machine** {device['cpu']}, {device['cores']} cores; training on "
+            f"{', '.join(device['training']) or 'cpu'}",
+            f"- **Versions** {versions}",
+        ]
+    )
+
+
+def _source_text(source) -> str:
+    if not isinstance(source, dict):
+        return str(source)
+    kind = source.get("kind", "?")
+    where = source.get("name") or source.get("path") or source.get("root") or source.get("train") or ""
+    return f"{kind} {where}".strip()
+
+
+def _dataset(datasets: Sequence[Mapping]) -> str:
+    first = datasets[0]
+    lines = [
+        f"- Source: {_source_text(first.get('source'))}; {first['n_channels']} channel(s) × "
+        f"{first['length']} "
+        f"time steps; {len(first['classes'])} classes: {', '.join(map(str, first['classes']))}.",
+    ]
+    for meta in datasets:
+        sizes_by_split = meta.get("split_sizes", {})
+        sizes = ", ".join(f"{split} {sizes_by_split.get(split, '?')}" for split in ("train", "val", "test"))
+        groups = meta.get("groups") or {}
+        name, seed = meta.get("split_name", "fixed"), meta.get("seed", "?")
+        text = f"- Split `{name}` (data seed {seed}): {sizes} samples"
+        if any(groups.get(split) for split in ("train", "val", "test")):
+            text += "; groups — " + "; ".join(
+                f"{split}: {', '.join(groups.get(split, [])) or 'none'}" for split in ("train", "val", "test")
+            )
+        lines.append(text + ".")
+    n_test = (first.get("split_sizes") or {}).get("test")
+    if n_test:
+        lines.append(
+            f"- One test sample is {100 / n_test:.2f} percentage points of accuracy in one run: "
+            "differences smaller than that are not resolved by a single run."
+        )
+    return "\n".join(lines)
+
+
+def _recommendation(recommendation: Mapping | None, settings: Mapping, baseline: Mapping) -> str:
+    limits = [f"a validation-accuracy drop of at most {settings['max_drop_pp']:g} pp against the baseline"]
+    if settings.get("max_weight_bytes"):
+        limits.append(f"at most {settings['max_weight_bytes']:,.0f} stored weight bytes")
+    if settings.get("max_latency_ms"):
+        limits.append(f"at most {settings['max_latency_ms']:g} ms at batch {settings['latency_batch']}")
+    budget = "; ".join(limits)
+    objective = {
+        "weight_bytes": "the fewest stored weight bytes",
+        "macs": "the fewest multiply-accumulates",
+        "latency": f"the lowest latency at batch {settings['latency_batch']}",
+    }[settings["objective"]]
+    head = f"Budget: {budget}. Among the variants within it, the recommendation is the one with {objective}, "
+    head += "chosen on **validation** accuracy; the test split only reports how it then did.\n\n"
+    if recommendation is None:
+        return head + "**No variant meets the budget.** Loosen the budget or add gentler methods.\n"
+    row = recommendation["row"]
+    return (
+        head
+        + "\n".join(
+            [
+                f"**Ship `{row['variant']}`** ({recommendation['reason']}).",
+                "",
+                f"- Validation accuracy {interval(row, 'val_accuracy')} % "
+                f"(baseline {interval(baseline, 'val_accuracy')} %).",
+                f"- Test accuracy {interval(row, 'accuracy')} % against the baseline's "
+                f"{interval(baseline, 'accuracy')} %: "
+                f"{difference(row, 'vs_baseline') if row['variant'] != BASELINE else 'it is the baseline'}.",
+                f"- {_integer(row.get('weight_bytes'))} weight bytes "
+                f"({row.get('weight_bytes', math.nan) / baseline['weight_bytes']:.2f}× the baseline's), "
+                f"{_integer(row.get('macs'))} MACs per sample.",
+            ]
+        )
+        + "\n"
+    )
+
+
+def _against_baseline(row: Mapping) -> str:
+    if row["variant"] == BASELINE:
+        return "it is the baseline"
+    # Paired against the fp32 baseline as trained (build adds these), whatever the deployment.
+    return difference(row, "vs_reference") + " (paired, against `baseline/fp32_torch`)"
+
+
+def _variants_table(summary: pd.DataFrame) -> str:
+    return table(
+        summary,
+        [
+            ("variant", lambda r: f"`{r['variant']}`"),
+            ("method", _col("method")),
+            ("rate", lambda r: f"{r['rate']:g}" if r["family"] != "baseline" else "–"),
+            ("val acc % [95% CI]", lambda r: interval(r, "val_accuracy")),
+            ("test acc % [95% CI]", lambda r: interval(r, "accuracy")),
+            ("test Δ vs baseline, pp [CI], verdict", lambda r: difference(r, "vs_baseline")),
+            ("params", _col("parameters", _integer)),
+            ("non-zero", _col("nonzero_parameters", _integer)),
+            ("MACs", _col("macs", _integer)),
+            ("weight bytes", _col("weight_bytes", _integer)),
+            ("warning", lambda r: "val and test disagree" if r.get("divergent") else ""),
+        ],
+    )
+
+
+def _latency_table(latency: pd.DataFrame) -> str:
+    if latency.empty:
+        return "No latency was measured."
+    rows = latency[latency["against"].fillna("baseline") == "baseline"] if "against" in latency else latency
+    wide = []
+    for (variant, runtime), group in rows.groupby(["variant", "runtime"], sort=False):
+        record = {"variant": variant, "runtime": runtime}
+        for _, item in group.iterrows():
+            prefix = f"b{int(item['batch_size'])}"
+            record[f"{prefix}"] = interval(
+                {"m": item["median_ms"], "m_low": item["low_ms"], "m_high": item["high_ms"]}, "m", 3
+            )
+            if isinstance(item.get("reference"), str):
+                record[f"{prefix}_speedup"] = speedup(
+                    {
+                        "x_speedup": item["speedup"],
+                        "x_speedup_low": item["speedup_low"],
+                        "x_speedup_high": item["speedup_high"],
+                        "x_speedup_verdict": item["speedup_verdict"],
+                        "x_reference": item["reference"],
+                    },
+                    "x",
+                )
+        wide.append(record)
+    return table(
+        wide,
+        [
+            ("variant", lambda r: f"`{r['variant']}`"),
+            ("runtime", _col("runtime")),
+            ("batch 1, ms [CI]", _col("b1")),
+            ("speedup at batch 1 [CI]", _col("b1_speedup")),
+            ("batch 64, ms [CI]", _col("b64")),
+            ("speedup at batch 64 [CI]", _col("b64_speedup")),
+        ],
+    )
+
+
+def render_report(
     *,
-    figures: Mapping[str, PathLike],
-    dataset_meta: Mapping,
-    out_path: PathLike,
-    accuracy_budget_pp: float = 1.0,
-) -> None:
-    """Write the Markdown report; figure paths are written as given, relative to the report.
+    provenance: Mapping,
+    runs: Sequence[str],
+    datasets: Sequence[Mapping],
+    settings: Mapping,
+    summary: pd.DataFrame,
+    latency: pd.DataFrame,
+    recommendation: Mapping | None,
+    sections: Mapping[str, str],
+    figures: Mapping[str, tuple[str, str, str]],
+    interval_method: str,
+) -> str:
+    """The whole report as Markdown.
 
-    ``accuracy_budget_pp`` is how far below the baseline fp32/torch accuracy an int8 variant may
-    fall and still be named in the headline.
+    ``sections`` holds the study sections already written (pruning, quantization, claims,
+    per-class); ``figures`` maps a name to (relative path, title, caption).
     """
-    sections = [
+    baseline = summary[summary["variant"] == BASELINE].iloc[0].to_dict()
+    divergent = summary[summary.get("divergent", False) == True]  # noqa: E712 - a boolean column
+    parts = [
         "# prunequant report",
-        _what_was_run(summary, dataset_meta),
-        _headline(summary, accuracy_budget_pp),
-        "## All variants\n\n" + _markdown_table(summary, _SUMMARY_TABLE),
-        "## Cost and benefit vs baseline\n\n" + _cost_benefit(summary),
-        _figures_section(figures),
-        _method_notes(summary, dataset_meta),
+        _provenance(provenance, runs),
+        "## Data",
+        _dataset(datasets),
+        "## Recommendation",
+        _recommendation(recommendation, settings, baseline),
     ]
-    _prepare(out_path).write_text("\n\n".join(sections) + "\n", encoding="utf-8")
-
-
-def _what_was_run(summary: pd.DataFrame, meta: Mapping) -> str:
-    pruned_rows = summary[summary["model"] != BASELINE_MODEL]
-    rates = sorted(pruned_rows["prune_rate"].unique())
-    pruned = list(dict.fromkeys(pruned_rows.sort_values("prune_rate", kind="stable")["model"]))
-    settings = "; ".join(_SETTING_TEXT.get(s, f"{s[0]} in {s[1]}") for s in _settings(summary))
-    if rates:
-        pruning = (
-            f"then pruned structurally at {len(rates)} rate(s) ({', '.join(f'{r:g}' for r in rates)}) "
-            f"and fine-tuned, giving {', '.join(f'`{m}`' for m in pruned)}"
-        )
-    else:
-        pruning = "no pruned models were evaluated"
-    lines = [
-        "## What was run",
-        "",
-        f"A baseline 1D CNN was trained, {pruning}. Every model was evaluated on the held-out test "
-        f"split as: {settings}.",
-        "",
-        "Dataset:",
-        "",
-        *_dataset_lines(meta),
+    if len(divergent):
+        parts += [
+            "> **Warning: validation and test part ways** for "
+            + ", ".join(f"`{v}`" for v in divergent["variant"])
+            + ": against the baseline, their validation and test differences point in opposite directions "
+            "by more than one test sample. A choice made on validation may not hold on test: look at "
+            "the per-run rows (`runs.csv`) and the groups of each split."
+        ]
+    parts += [
+        "## Every variant",
+        f"Accuracies are means over runs with 95% intervals ({interval_method}). Differences are paired "
+        "(same test samples, same runs) against the baseline in the same deployment; the verdict follows "
+        "the interval of the difference: *better* or *worse* only when it excludes zero.",
+        _variants_table(summary),
     ]
-    return "\n".join(lines)
-
-
-def _dataset_lines(meta: Mapping) -> list[str]:
-    lines = []
-    source = meta.get("source")
-    if isinstance(source, Mapping):
-        lines.append("- source: " + ", ".join(f"{k}: {v}" for k, v in source.items()))
-    elif source is not None:
-        lines.append(f"- source: {source}")
-    classes = meta.get("classes")
-    if isinstance(classes, list | tuple):
-        lines.append(f"- classes ({len(classes)}): " + ", ".join(map(str, classes)))
-    elif classes is not None:
-        lines.append(f"- classes: {classes}")
-    shape = [f"{meta[key]} {label}" for key, label in _SHAPE_KEYS if key in meta]
-    if shape:
-        lines.append("- input: " + " x ".join(shape))
-    sizes = _split_sizes(meta)
-    if sizes:
-        lines.append("- split sizes: " + ", ".join(f"{label} {size}" for label, size in sizes.items()))
-    shown = {"source", "classes", "split_sizes", *(key for key, _ in _SHAPE_KEYS + _SPLIT_KEYS)}
-    for key, value in meta.items():
-        if key not in shown and isinstance(value, str | int | float | bool):
-            lines.append(f"- {key}: {value}")
-    return lines or ["- no metadata recorded"]
-
-
-def _split_sizes(meta: Mapping) -> dict[str, int]:
-    """Split sizes by label, from a ``split_sizes`` mapping or from ``n_train``-style keys."""
-    nested = meta.get("split_sizes")
-    if isinstance(nested, Mapping):
-        named = {"train": "train", "val": "validation", "test": "test"}
-        return {named.get(key, key): value for key, value in nested.items()}
-    return {label: meta[key] for key, label in _SPLIT_KEYS if key in meta}
-
-
-def _headline(summary: pd.DataFrame, budget_pp: float) -> str:
-    reference = _baseline_row(summary, REFERENCE_SETTING)
-    text = (
-        f"The baseline reaches {reference['accuracy']:.2f}% test accuracy in "
-        f"{'/'.join(REFERENCE_SETTING)} with a {int(reference['size_bytes'])}-byte file."
-    )
-    quantized = summary[summary["precision"] == QUANTIZED_PRECISION]
-    within = quantized[quantized["accuracy_delta_pp_vs_fp32_torch"] >= -budget_pp]
-    if quantized.empty:
-        text += f" No {QUANTIZED_PRECISION} variants were evaluated."
-    elif within.empty:
-        best = quantized.sort_values("accuracy", ascending=False).iloc[0]
-        text += (
-            f" No {QUANTIZED_PRECISION} variant stays within {budget_pp:.2f} pp of it; the most "
-            f"accurate, **{best['variant']}**, reaches {best['accuracy']:.2f}% "
-            f"({best['accuracy_delta_pp_vs_fp32_torch']:+.2f} pp)."
-        )
-    else:
-        # Smallest file first; among equal sizes the more accurate one.
-        best = within.sort_values(["size_bytes", "accuracy"], ascending=[True, False]).iloc[0]
-        fp32 = _baseline_row(summary, ("fp32", best["runtime"]))
-        text += (
-            f" The smallest {QUANTIZED_PRECISION} variant within {budget_pp:.2f} pp of that is "
-            f"**{best['variant']}**: {best['accuracy']:.2f}% "
-            f"({best['accuracy_delta_pp_vs_fp32_torch']:+.2f} pp), {int(best['size_bytes'])} bytes "
-            f"({best['size_ratio']:.3f}x the baseline file), and {best['speedup_batch64']:.2f}x "
-            f"faster at batch 64 than the baseline fp32 model in {best['runtime']} "
-            f"({best['latency_batch64_ms']:.3f} vs {fp32['latency_batch64_ms']:.3f} ms)."
-        )
-    return "## Headline\n\n" + text
-
-
-def _cost_benefit(summary: pd.DataFrame) -> str:
-    reference = _baseline_row(summary, REFERENCE_SETTING)
-    kept = summary.assign(
-        parameters_kept=summary["parameters"] / reference["parameters"],
-        macs_kept=summary["macs"] / reference["macs"],
-    )
-    return _markdown_table(kept, _COST_TABLE)
-
-
-def _figures_section(figures: Mapping[str, PathLike]) -> str:
-    parts = ["## Figures"]
-    for name, path in figures.items():
-        caption, sentence = _FIGURE_TEXT.get(name, (name.replace("_", " ").capitalize(), ""))
-        parts.append(f"![{caption}]({Path(path).as_posix()})" + (f"\n\n{sentence}" if sentence else ""))
-    return "\n\n".join(parts)
-
-
-def _method_notes(summary: pd.DataFrame, meta: Mapping) -> str:
-    threads = sorted(summary["latency_threads"].unique())
-    thread_text = ", ".join(str(t) for t in threads) + (" thread" if threads == [1] else " threads")
-    test_size = _split_sizes(meta).get("test")
-    n_test = f" ({test_size} examples)" if test_size else ""
-    resolution = (
-        f" One test example is {100 / test_size:.2f} pp of accuracy: with a single seed, differences "
-        "of one or two examples are not evidence that one variant is better than another."
-        if test_size
-        else ""
-    )
-    lines = [
-        "## How the numbers were measured",
-        "",
-        f"- Accuracy and loss are on the held-out test split{n_test}. The test split was never used "
-        "for selection: training, fine-tuning and every choice between models relied on the "
-        f"training and validation splits only.{resolution}",
-        f"- Latency is the median wall time of one batch call, at batch 1 and batch 64, with "
-        f"{thread_text} per runtime; each runtime ran in its own process, so none shares a thread "
-        "pool or warm caches with another.",
-        "- Speedups compare a variant only with the baseline fp32 model in the same runtime, never "
-        "across runtimes.",
-        "- Size is the serialized file: the PyTorch checkpoint for torch rows, the ONNX file for "
-        "ONNX Runtime rows; weights (bytes) counts the weight tensors alone. Size ratios and the "
-        "parameters and MACs kept are relative to the baseline fp32/torch model.",
+    for key in ("pruning", "quantization", "claims", "per_class"):
+        if sections.get(key):
+            parts.append(sections[key])
+    parts += [
+        "## Latency",
+        "All variants of one runtime were timed in one job, in interleaved rounds (each variant once per "
+        "round, order shuffled per round), with threads pinned; medians with bootstrap 95% intervals. "
+        "Speedups are medians of per-round ratios against the named reference, in the same runtime; "
+        "a speedup "
+        "whose interval includes 1.0 is marked *no measurable difference*. Latency was measured on the "
+        f"first run's models ({runs[0]}): architecture, not seed, sets it.",
+        _latency_table(latency),
+        "## Figures",
     ]
-    return "\n".join(lines)
-
-
-def _markdown_table(frame: pd.DataFrame, columns: Sequence[tuple[str, str, Callable]]) -> str:
-    header = "| " + " | ".join(title for title, _, _ in columns) + " |"
-    # Text columns left-aligned, numbers right-aligned so digits line up.
-    rule = "| " + " | ".join(":---" if fmt is str else "---:" for _, _, fmt in columns) + " |"
-    body = [
-        "| " + " | ".join(_cell(row[key], fmt) for _, key, fmt in columns) + " |"
-        for _, row in frame.iterrows()
-    ]
-    return "\n".join([header, rule, *body])
-
-
-def _cell(value: object, fmt: Callable) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "n/a"
-    return fmt(value).replace("|", "\\|")
-
-
-def _fixed(decimals: int) -> Callable[[float], str]:
-    return lambda value: f"{value:.{decimals}f}"
-
-
-def _integer(value: float) -> str:
-    return str(int(value))
-
-
-def _signed(value: float) -> str:
-    return f"{value:+.2f}"
-
-
-_SUMMARY_TABLE = (
-    ("variant", "variant", str),
-    ("prune rate", "prune_rate", lambda value: f"{value:g}"),
-    ("accuracy (%)", "accuracy", _fixed(2)),
-    ("loss", "loss", _fixed(4)),
-    ("parameters", "parameters", _integer),
-    ("MACs", "macs", _integer),
-    ("size (bytes)", "size_bytes", _integer),
-    ("weights (bytes)", "weight_bytes", _integer),
-    ("latency b1 (ms)", "latency_batch1_ms", _fixed(3)),
-    ("latency b64 (ms)", "latency_batch64_ms", _fixed(3)),
-    ("threads", "latency_threads", _integer),
-)
-
-_COST_TABLE = (
-    ("variant", "variant", str),
-    ("Δ accuracy vs baseline, same precision/runtime (pp)", "accuracy_delta_pp", _signed),
-    ("Δ accuracy vs baseline fp32/torch (pp)", "accuracy_delta_pp_vs_fp32_torch", _signed),
-    ("size vs baseline fp32/torch", "size_ratio", lambda v: f"{v:.3f}x"),
-    ("batch-64 speedup vs baseline fp32, same runtime", "speedup_batch64", lambda v: f"{v:.2f}x"),
-    ("parameters kept", "parameters_kept", lambda v: f"{v:.1%}"),
-    ("MACs kept", "macs_kept", lambda v: f"{v:.1%}"),
-)
+    for _, (path, title, caption) in figures.items():
+        parts += [f"### {title}", f"![{title}]({path})", caption]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,244 @@
+"""How much of a finished run is job start-up, what a no-op snakemake costs, and which imports weigh.
+
+Three parts:
+  1. Per rule, from a finished run: jobs, the summed job wall seconds (column ``s`` of
+     Snakemake's ``benchmarks/**/*.tsv``), the summed seconds spent inside the stage functions
+     (the last ``prunequant-stage-seconds: X`` line of each job's log under ``logs/``, same
+     relative path) and the start-up share, 1 - stage / job: interpreter, imports, CUDA init,
+     Snakemake's script wrapper. Target: at most 25% of the summed job time.
+  2. ``snakemake --version`` against a no-op ``snakemake -n`` in that finished project,
+     interleaved (shuffled order per round); target: at most 1.3x.
+  3. The import time of every library module the workflow scripts import, each in a fresh
+     interpreter (``python -X importtime``), and the heaviest packages below them: what to
+     make lazy.
+
+    python bench/overhead.py RUN_DIR [--snakefile PATH] > bench/results/overhead.txt
+"""
+
+import argparse
+import ast
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from summarize_benchmarks import ORDER, rule_of  # bench/ is on sys.path: it holds this script
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_LINE = re.compile(r"^prunequant-stage-seconds:\s*([0-9.eE+-]+)\s*$", re.MULTILINE)
+IMPORTTIME_LINE = re.compile(r"^import time:\s*(\d+)\s*\|\s*(\d+)\s*\|( *)(\S+)\s*$")
+
+
+def stage_seconds(log: Path) -> float | None:
+    """The last ``prunequant-stage-seconds`` value of a job log, or None when it has none."""
+    if not log.is_file():
+        return None
+    matches = STAGE_LINE.findall(log.read_text(errors="replace"))
+    return float(matches[-1]) if matches else None
+
+
+def job_table(run_dir: Path) -> pd.DataFrame:
+    """One row per job: rule, benchmark file, job seconds, stage seconds (NaN if not logged)."""
+    rows = []
+    benchmarks = run_dir / "benchmarks"
+    for path in sorted(benchmarks.rglob("*.tsv")):
+        relative = path.relative_to(benchmarks)
+        job_seconds = pd.read_csv(path, sep="\t")["s"].sum()  # one row, or one per --benchmark-repeats
+        stage = stage_seconds((run_dir / "logs" / relative).with_suffix(".log"))
+        rows.append(
+            {
+                "rule": rule_of(relative),
+                "job": str(relative.with_suffix("")),
+                "job_s": float(job_seconds),
+                "stage_s": np.nan if stage is None else stage,
+            }
+        )
+    if not rows:
+        raise SystemExit(f"{benchmarks}: no benchmark files; give the folder of a finished run")
+    return pd.DataFrame(rows)
+
+
+def startup_report(jobs: pd.DataFrame) -> list[str]:
+    timed = jobs.dropna(subset=["stage_s"])
+    table = jobs.groupby("rule", sort=False).agg(
+        jobs=("job", "size"), job_s=("job_s", "sum"), logged=("stage_s", "count")
+    )
+    table["stage_s"] = timed.groupby("rule")["stage_s"].sum()
+    timed_job_s = timed.groupby("rule")["job_s"].sum()
+    table["startup_s"] = timed_job_s - table["stage_s"]
+    table["startup_share"] = table["startup_s"] / timed_job_s
+    table = table.reindex([r for r in ORDER if r in table.index] + [r for r in table.index if r not in ORDER])
+    lines = [table.round(2).to_string()]
+    if timed.empty:
+        lines.append("\nno job log has a 'prunequant-stage-seconds:' line: start-up share not measurable")
+        return lines
+    share = 1 - timed.stage_s.sum() / timed.job_s.sum()
+    startup = timed.job_s.sum() - timed.stage_s.sum()
+    lines.append(
+        f"\ntotal: {len(jobs)} jobs, {jobs.job_s.sum():.1f} s of job time; the {len(timed)} jobs that log "
+        f"their stage time: {timed.job_s.sum():.1f} s, of which start-up {startup:.1f} s = {share:.0%} "
+        "(target <= 25%)"
+    )
+    return lines
+
+
+def snakemake_command(run_dir: Path, snakefile: Path | None, *args: str) -> list[str]:
+    command = [sys.executable, "-m", "snakemake", *args]
+    if snakefile is not None:
+        command += ["--snakefile", str(snakefile), "--directory", str(run_dir)]
+    return command
+
+
+def _ms_with_interval(entry: dict) -> str:
+    return f"{entry['median_ms']:7.0f} ms [{entry['low_ms']:.0f}-{entry['high_ms']:.0f}]"
+
+
+def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -> list[str]:
+    """``snakemake --version`` vs ``snakemake -n`` in the finished project, interleaved."""
+    from prunequant.latency import summarize
+
+    commands = {
+        "snakemake --version": snakemake_command(run_dir, None, "--version"),
+        "snakemake -n": snakemake_command(run_dir, snakefile, "-n", "--cores", "1", "--quiet"),
+    }
+    dry_run = subprocess.run(commands["snakemake -n"], cwd=run_dir, capture_output=True, text=True)
+    if dry_run.returncode != 0 or "Nothing to be done" not in dry_run.stdout + dry_run.stderr:
+        tail = (dry_run.stdout + dry_run.stderr).strip().splitlines()[-3:]
+        return [f"the dry run is not a no-op here (exit {dry_run.returncode}): {' | '.join(tail)}"]
+    rng = np.random.default_rng(seed)
+    names = list(commands)
+    times = {name: np.empty(rounds) for name in names}
+    for round_index in range(rounds):
+        for position in rng.permutation(len(names)):
+            started = time.perf_counter()
+            subprocess.run(commands[names[position]], cwd=run_dir, capture_output=True, check=True)
+            times[names[position]][round_index] = (time.perf_counter() - started) * 1000.0
+    # "speedup" of --version over -n is the cost ratio -n / --version, per round.
+    summary = summarize(times, references={"snakemake --version": "snakemake -n"}, seed=seed)
+    version, dry = summary["snakemake --version"], summary["snakemake -n"]
+    return [
+        f"snakemake --version {_ms_with_interval(version)}",
+        f"snakemake -n        {_ms_with_interval(dry)}",
+        f"no-op cost ratio (-n / --version, per-round median): {version['speedup']:.2f}x "
+        f"[{version['speedup_low']:.2f}-{version['speedup_high']:.2f}] (target <= 1.3x)",
+    ]
+
+
+SMK_IMPORT = re.compile(r"^\s*(?:from|import)\s+(prunequant[\w.]*)", re.MULTILINE)
+
+
+def script_imports() -> dict[str, list[str]]:
+    """Library module → the workflow scripts (and "Snakefile": every snakemake call) importing it."""
+    users = defaultdict(list)
+    # Rule files are not plain Python, so a regex finds their imports; every snakemake run pays them.
+    for workflow_file in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]:
+        for module in SMK_IMPORT.findall(workflow_file.read_text()):
+            if "Snakefile" not in users[module]:
+                users[module].append("Snakefile")
+    for script in sorted((ROOT / "scripts").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                if module.startswith("prunequant") and script.stem not in users[module]:
+                    users[module].append(script.stem)
+    return dict(sorted(users.items()))
+
+
+def import_times(module: str) -> list[tuple[int, int, int, str]]:
+    """``-X importtime`` entries (self µs, cumulative µs, depth, name) of importing ``module`` afresh."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    entries = []
+    for line in result.stderr.splitlines():
+        match = IMPORTTIME_LINE.match(line)
+        if match:
+            self_us, cumulative_us, indent, name = match.groups()
+            entries.append((int(self_us), int(cumulative_us), len(indent) // 2, name))
+    return entries
+
+
+def import_report(rounds: int) -> list[str]:
+    """Median cumulative import time per library module; heaviest third-party packages overall."""
+    users = script_imports()
+    module_times = defaultdict(list)
+    package_times = defaultdict(list)
+    for _ in range(rounds):
+        for module in users:  # a fresh interpreter each: nothing is cached between modules
+            entries = import_times(module)
+            module_times[module].append(next(c for _, c, _, n in reversed(entries) if n == module) / 1e6)
+            for _, cumulative, _, name in entries:
+                # Top-level third-party packages above 20 ms; each is imported once per process.
+                if "." not in name and name != "prunequant" and cumulative > 20_000:
+                    package_times[(module, name)].append(cumulative / 1e6)
+    baseline = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "pass"], capture_output=True, text=True, check=True
+    )
+    startup_us = sum(int(m.group(1)) for m in map(IMPORTTIME_LINE.match, baseline.stderr.splitlines()) if m)
+    lines = [
+        f"interpreter start-up imports alone: {startup_us / 1e3:.0f} ms (site, encodings)",
+        f"{'library module':34s} {'import s':>9s}  imported by scripts",
+    ]
+    for module in sorted(module_times, key=lambda m: -np.median(module_times[m])):
+        lines.append(f"{module:34s} {np.median(module_times[module]):9.2f}  {', '.join(users[module])}")
+    heaviest = defaultdict(float)
+    for (_module, package), values in package_times.items():
+        heaviest[package] = max(heaviest[package], float(np.median(values)))
+    lines.append(
+        "\nheaviest packages, cumulative import seconds (median; the largest over the modules above):"
+    )
+    for package, seconds in sorted(heaviest.items(), key=lambda item: -item[1])[:15]:
+        importers = sorted({module for (module, name) in package_times if name == package})
+        more = " ..." if len(importers) > 4 else ""
+        lines.append(f"  {package:24s} {seconds:6.2f}  via {', '.join(importers[:4])}{more}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run_dir", type=Path, help="folder of a finished run (holds benchmarks/ and logs/)")
+    parser.add_argument("--snakefile", type=Path, help="when the Snakefile is not in RUN_DIR")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the snakemake timing")
+    parser.add_argument("--import-rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    from prunequant.latency import cpu_name
+
+    run_dir = args.run_dir.resolve()
+    snakefile = args.snakefile.resolve() if args.snakefile else None
+    print("# Per-job overhead: start-up share of a finished run, no-op snakemake, import costs")
+    print(
+        f"# {time.strftime('%Y-%m-%d', time.gmtime())} | {cpu_name()} | {os.cpu_count()} CPUs | "
+        f"load average {os.getloadavg()[0]:.1f} | Python {platform.python_version()}"
+    )
+    print(f"# command: python bench/overhead.py {' '.join(sys.argv[1:])}")
+    print("# intervals: 95% bootstrap interval of the median\n")
+    print(f"## 1. start-up share per rule ({run_dir.name}; seconds summed over jobs)")
+    print("\n".join(startup_report(job_table(run_dir))))
+    print(f"\n## 2. no-op snakemake, {args.rounds} interleaved rounds (ms, median)")
+    print("\n".join(noop_report(run_dir, snakefile, args.rounds, args.seed)))
+    print(
+        f"\n## 3. import time of each library module a script imports "
+        f"({args.import_rounds} rounds, fresh interpreter each)"
+    )
+    print("\n".join(import_report(args.import_rounds)))
+
+
+if __name__ == "__main__":
+    main()

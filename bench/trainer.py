@@ -1,0 +1,195 @@
+"""Epoch time of prunequant's trainer against a plain PyTorch DataLoader loop, on the CPU.
+
+Same model (the seed model: 20 channels, one block k=25 s=2 width 140, 10 classes), same data
+(2080 random samples of 20 x 101), batch size 32, Adam, one process, interleaved: each round
+runs one epoch of every loop, in a shuffled order (prunequant.latency.time_interleaved).
+
+  dataloader      for x, y in DataLoader(TensorDataset(X, Y), batch_size=32, shuffle=True)
+  engine-epoch    prunequant.engine._train_one_epoch: batches sliced from resident tensors
+  engine-train    prunequant.engine.train for one epoch: the epoch, validation, resume state
+  engine-fused    engine-epoch with Adam(fused=True): what a one-line engine change would give
+  engine-fused-crop  engine-fused, the last block's AvgPool1d(2) replaced by a crop to even
+                  length (exact before a global mean, see prunequant.quantize.fold.CropToEven)
+
+Every loop sums the loss and counts correct predictions, as the engine does.
+
+    python bench/trainer.py > bench/results/trainer-cpu.txt
+    python bench/trainer.py --profile       # where each loop's epoch spends its time
+"""
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from prunequant import engine
+from prunequant.latency import cpu_name, describe_speedup, pinned_threads, summarize, time_interleaved
+from prunequant.model import BlockSpec, ModelSpec, build_model
+from prunequant.quantize import CropToEven
+
+SPEC = ModelSpec(20, 10, (BlockSpec(25, 2, 140),))
+N_SAMPLES, LENGTH, BATCH_SIZE, LR = 2080, 101, 32, 1e-3
+
+
+def make_data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(N_SAMPLES, SPEC.in_channels, LENGTH, generator=generator)
+    y = torch.randint(0, SPEC.n_classes, (N_SAMPLES,), generator=generator)
+    return x, y
+
+
+def fresh_model_and_optimizer(seed: int, *, fused: bool = False, crop_last_pool: bool = False):
+    torch.manual_seed(seed)
+    model = build_model(SPEC)
+    if crop_last_pool:
+        model.blocks[-1].pool = CropToEven()
+    return model, torch.optim.Adam(model.parameters(), lr=LR, fused=fused or None)
+
+
+def dataloader_epoch_runner(x, y, seed: int):
+    model, optimizer = fresh_model_and_optimizer(seed)
+    loader = DataLoader(
+        TensorDataset(x, y),
+        batch_size=BATCH_SIZE,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+    def epoch():
+        model.train()
+        loss_sum, correct = 0.0, 0
+        for batch_x, batch_y in loader:
+            logits = model(batch_x)
+            loss = nn.functional.cross_entropy(logits, batch_y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(batch_y)
+            correct += (logits.argmax(dim=1) == batch_y).sum().item()
+        return loss_sum / len(x), correct / len(x)
+
+    return epoch
+
+
+def engine_epoch_runner(x, y, seed: int, **changes):
+    model, optimizer = fresh_model_and_optimizer(seed, **changes)
+    generator = torch.Generator().manual_seed(seed)
+
+    def epoch():
+        return engine._train_one_epoch(model, optimizer, x, y, batch_size=BATCH_SIZE, generator=generator)
+
+    epoch.model = model  # for the agreement check
+    return epoch
+
+
+def engine_train_runner(x, y, seed: int, workdir: Path):
+    model, _ = fresh_model_and_optimizer(seed)
+    config = engine.TrainConfig(
+        epochs=1,
+        batch_size=BATCH_SIZE,
+        lr=LR,
+        weight_decay=0.0,
+        lr_schedule="none",
+        lr_step_epochs=1,
+        seed=seed,
+    )
+    val = (x[:416], y[:416])  # a validation split of the size the default 20% would give
+
+    def epoch():
+        return engine.train(
+            model,
+            (x, y),
+            val,
+            config,
+            device=torch.device("cpu"),
+            best_path=workdir / "best.pt",
+            resume_path=workdir / "resume.pt",
+            job_fingerprint="bench",
+            log=lambda line: None,
+        )
+
+    return epoch
+
+
+def proposed_change_agreement(x, y, seed: int, epochs: int = 3) -> tuple[float, float]:
+    """Largest |loss difference| and |weight difference| after ``epochs`` of engine-epoch vs
+    engine-fused-crop from the same initial weights: float rounding only, if the change is exact."""
+    current = engine_epoch_runner(x, y, seed)
+    proposed = engine_epoch_runner(x, y, seed, fused=True, crop_last_pool=True)
+    loss_diff = max(abs(current()[0] - proposed()[0]) for _ in range(epochs))
+    weights = [dict(runner.model.named_parameters()) for runner in (current, proposed)]
+    weight_diff = max((weights[0][name] - weights[1][name]).abs().max().item() for name in weights[0])
+    return loss_diff, weight_diff
+
+
+def profile_epochs(x, y, seed: int) -> None:
+    """torch.profiler of one epoch of each loop: the heaviest operators by their own CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for name, epoch in (
+        ("engine-epoch", engine_epoch_runner(x, y, seed)),
+        ("dataloader", dataloader_epoch_runner(x, y, seed)),
+    ):
+        epoch()  # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            epoch()
+        print(f"## {name}")
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=14))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the training rules use 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    x, y = make_data(args.seed)
+    with pinned_threads(args.threads), tempfile.TemporaryDirectory() as tmp:
+        if args.profile:
+            profile_epochs(x, y, args.seed)
+            return
+        runners = {
+            "dataloader": dataloader_epoch_runner(x, y, args.seed),
+            "engine-epoch": engine_epoch_runner(x, y, args.seed),
+            "engine-train": engine_train_runner(x, y, args.seed, Path(tmp)),
+            "engine-fused": engine_epoch_runner(x, y, args.seed, fused=True),
+            "engine-fused-crop": engine_epoch_runner(x, y, args.seed, fused=True, crop_last_pool=True),
+        }
+        times = time_interleaved(runners, rounds=args.rounds, warmup=1, seed=args.seed)
+    references = {name: "dataloader" for name in runners if name != "dataloader"}
+    summary = summarize(times, references=references, seed=args.seed)
+    print("# Training epoch time on the CPU: prunequant's trainer vs a plain DataLoader loop")
+    print(
+        f"# {time.strftime('%Y-%m-%d', time.gmtime())} | {cpu_name()} | {os.cpu_count()} CPUs, "
+        f"{args.threads} torch thread(s), pinned | load average {os.getloadavg()[0]:.1f} | "
+        f"Python {platform.python_version()} | torch {torch.__version__}"
+    )
+    print(f"# command: python bench/trainer.py --rounds {args.rounds} --threads {args.threads}")
+    print(
+        f"# seed model, {N_SAMPLES} random samples of {SPEC.in_channels}x{LENGTH}, batch {BATCH_SIZE}, Adam; "
+        f"{args.rounds} interleaved rounds of one epoch each, after one warm-up epoch"
+    )
+    print("# median ms per epoch [95% bootstrap interval]; speedup = DataLoader time / this loop's time\n")
+    loss_diff, weight_diff = proposed_change_agreement(x, y, args.seed)
+    for name, entry in summary.items():
+        line = f"{name:18s} {entry['median_ms']:8.1f} ms [{entry['low_ms']:.1f}-{entry['high_ms']:.1f}]"
+        if "verdict" in entry:
+            line += "  " + describe_speedup(entry)
+        print(line)
+    print(
+        f"\nengine-fused-crop vs engine-epoch after 3 epochs from the same weights: max |loss diff| "
+        f"{loss_diff:.1e}, max |weight diff| {weight_diff:.1e} (float rounding: the same training)"
+    )
+
+
+if __name__ == "__main__":
+    main()

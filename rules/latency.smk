@@ -1,0 +1,23 @@
+# Every variant of one runtime, timed in interleaved rounds in one job that holds every
+# core, so no other job runs beside it and load changes hit all variants alike.
+rule time_latency:
+    input:
+        artifacts=lambda wildcards: list(timed_artifacts(wildcards.runtime).values()),
+        dataset=f"results/data/{split_name(FIRST_RUN)}/dataset.npz",
+        code=code("time_latency"),
+    output:
+        latency="results/latency/{runtime}.json",
+    log:
+        "logs/time_latency/{runtime}.log",
+    benchmark:
+        "benchmarks/time_latency/{runtime}.tsv"
+    conda:
+        "../envs/prunequant.yaml"
+    threads: lambda wildcards: workflow.cores
+    params:
+        variants=lambda wildcards: list(timed_artifacts(wildcards.runtime)),
+        references=lambda wildcards: latency_references(wildcards.runtime),
+        latency=setting(config["latency"]),
+        seed=config["seeds"][0],
+    script:
+        "../scripts/time_latency.py"

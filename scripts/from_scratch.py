@@ -1,0 +1,23 @@
+from prunequant.evaluation import score_stage_output
+from prunequant.jobs import job_logging
+from prunequant.training import run_from_scratch
+
+with job_logging(snakemake.log[0], threads=snakemake.threads):
+    run_from_scratch(
+        dataset_path=snakemake.input.dataset,
+        rate=snakemake.params.rate,
+        arch=snakemake.params.arch,
+        blocks=snakemake.params.blocks,
+        not_prunable=snakemake.params.not_prunable,
+        training=snakemake.params.training,
+        seed=snakemake.params.seed,
+        device=snakemake.params.device,
+        model_path=snakemake.output.model,
+        history_path=snakemake.output.history,
+        metrics_path=snakemake.output.metrics,
+        resume_path=snakemake.params.resume,
+    )
+    # Every stage scores what it made: no job exists only to evaluate.
+    score_stage_output(
+        snakemake, artifact_path=snakemake.output.model, parent_model_path=snakemake.output.model
+    )

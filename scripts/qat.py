@@ -1,0 +1,23 @@
+from prunequant.evaluation import score_stage_output
+from prunequant.jobs import job_logging
+from prunequant.quantize.qat import run_qat
+
+with job_logging(snakemake.log[0], threads=snakemake.threads):
+    settings = dict(snakemake.params.recipe)
+    settings.pop("method")
+    run_qat(
+        model_path=snakemake.input.model,
+        dataset_path=snakemake.input.dataset,
+        seed=snakemake.params.seed,
+        device=snakemake.params.device,
+        checkpoint_path=snakemake.output.checkpoint,
+        onnx_path=snakemake.output.onnx,
+        history_path=snakemake.output.history,
+        record_path=snakemake.output.record,
+        resume_path=snakemake.params.resume,
+        **settings,
+    )
+    # Every stage scores what it made: no job exists only to evaluate.
+    score_stage_output(
+        snakemake, artifact_path=snakemake.output.onnx, parent_model_path=snakemake.input.model
+    )

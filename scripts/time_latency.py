@@ -1,0 +1,16 @@
+from prunequant.data import load_dataset
+from prunequant.jobs import job_logging, write_json
+from prunequant.latency import time_variants
+
+with job_logging(snakemake.log[0]):
+    dataset = load_dataset(snakemake.input.dataset)
+    timings = time_variants(
+        dict(zip(snakemake.params.variants, snakemake.input.artifacts, strict=True)),
+        runtime=snakemake.wildcards.runtime,
+        references=snakemake.params.references,
+        n_channels=dataset.n_channels,
+        length=dataset.length,
+        seed=snakemake.params.seed,
+        **snakemake.params.latency,
+    )
+    write_json(timings, snakemake.output.latency)

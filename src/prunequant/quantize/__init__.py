@@ -1,0 +1,54 @@
+"""Deployment and int8 quantization through ONNX and ONNX Runtime, one job per module.
+
+The path is: fold BatchNorm away in torch (:mod:`.fold`) → export fp32 ONNX (:mod:`.export`)
+→ ORT pre-process and ``quantize_static`` with a calibration set (:mod:`.ptq`) → run in
+ONNX Runtime (:mod:`.runtime`). ONNX is a stable exchange format and ORT's quantizer and
+int8 kernels (QLinearConv, QGemm, ...) do not depend on torch internals, so this survives
+torch releases where ``torch.ao.quantization`` (deprecated) would not.
+
+Names are re-exported lazily: importing the package loads no submodule, so a job
+that imports one module depends on that module only (see :mod:`prunequant.sources`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name → the module that defines it
+_EXPORTS = {
+    "DEFAULT_OPSET": "prunequant.quantize.export",
+    "export_onnx": "prunequant.quantize.export",
+    "CropToEven": "prunequant.quantize.fold",
+    "deployment_model": "prunequant.quantize.fold",
+    "fold_batchnorm": "prunequant.quantize.fold",
+    "CALIBRATION_METHODS": "prunequant.quantize.ptq",
+    "QUANT_FORMATS": "prunequant.quantize.ptq",
+    "count_quantized_ops": "prunequant.quantize.ptq",
+    "has_int8_ops": "prunequant.quantize.ptq",
+    "quantize_onnx_model": "prunequant.quantize.ptq",
+    "quantize_static_int8": "prunequant.quantize.ptq",
+    "select_calibration": "prunequant.quantize.ptq",
+    "OnnxClassifier": "prunequant.quantize.runtime",
+    "FakeQuantModel": "prunequant.quantize.qat",
+    "convert_to_int8": "prunequant.quantize.qat",
+    "load_qat": "prunequant.quantize.qat",
+    "run_qat": "prunequant.quantize.qat",
+
+    "quantize_partial": "prunequant.quantize.partial",
+    "float_nodes_of": "prunequant.quantize.ptq",
+    "int8_friendly_graph": "prunequant.quantize.ptq",
+    "quantizable_nodes": "prunequant.quantize.ptq",
+    "quantize_ptq": "prunequant.quantize.ptq",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,282 @@
+"""The report job: tables, figures and the Markdown report from the study's files.
+
+Inputs are files only (metrics and predictions of every evaluation, timing records, training
+histories, quantization and sensitivity records, dataset descriptions); outputs are
+``runs.csv`` (one row per run and variant), ``summary.csv`` (one row per variant, with
+intervals and verdicts), ``latency.csv``, ``provenance.json``, the figures and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from prunequant.jobs import read_json, write_json
+from prunequant.report.aggregate import aggregate, val_test_divergence
+from prunequant.report.collect import build_latency, build_runs, provenance, read_histories
+from prunequant.report.markdown import render_report
+from prunequant.report.pareto import plot_pareto
+from prunequant.report.sections import (
+    Predictions,
+    claims_section,
+    per_class_section,
+    pruning_section,
+    quantization_section,
+)
+from prunequant.report.study_figures import (
+    empty_figure,
+    plot_confusion,
+    plot_criteria,
+    plot_pruned_vs_scratch,
+    plot_quantization_sensitivity,
+    plot_schedules_and_scopes,
+    plot_sensitivity,
+    plot_structured_vs_unstructured,
+    plot_training_curves,
+)
+from prunequant.stats import recommend
+from prunequant.variants import parse_model
+
+__all__ = ["build_report", "figure_text"]
+
+PathLike = str | os.PathLike
+
+_PARETO = {
+    "pareto_weight_bytes": ("weight_bytes", "stored weight bytes (B, log scale where wide)"),
+    "pareto_macs": ("macs", "multiply-accumulates per sample"),
+    "pareto_latency_b1": ("latency_batch1_ms", "latency at batch 1 (ms)"),
+    "pareto_latency_b64": ("latency_batch64_ms", "latency at batch 64 (ms)"),
+}
+_METHOD_COLUMNS = ("criterion", "scope", "schedule", "steps", "spacing", "max_drop_pp")
+
+
+def figure_text(captions_dir: PathLike, name: str) -> tuple[str, str]:
+    """(title, caption) of a figure from ``captions/<name>.rst``: "Title. Caption…".
+
+    The HTML report shows the same file, so the two reports never say different things.
+    """
+    text = (Path(captions_dir) / f"{name}.rst").read_text().strip()
+    title, _, caption = text.partition(". ")
+    return title, caption
+
+
+def _with_method_columns(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    first = runs.drop_duplicates("variant").set_index("variant")
+    for column in _METHOD_COLUMNS:
+        summary[column] = summary["variant"].map(first[column]) if column in first else ""
+    for column in ("criterion", "scope", "schedule", "spacing"):
+        summary[column] = summary[column].fillna("")
+    storage = [column for column in first.columns if column.startswith("storage_")]
+    for column in storage:
+        summary[column] = summary["variant"].map(runs.groupby("variant")[column].mean())
+    return summary
+
+
+def _pruning_vs_quantization(summary: pd.DataFrame, chosen: Mapping[str, str], path: PathLike) -> None:
+    fp32 = summary[summary["deployment"] == "fp32_torch"]
+    rows = [fp32[fp32["family"] == "baseline"].assign(family="baseline")]
+    rows.append(fp32[fp32["family"].isin(["structured", "sensitivity"])].assign(family="pruning"))
+    int8 = summary[summary["precision"] == "int8"]
+    int8 = int8[
+        [chosen.get(model) == recipe for model, recipe in zip(int8["model"], int8["recipe"], strict=True)]
+    ]
+    rows.append(int8[int8["model"] == "baseline"].assign(family="quantization"))
+    rows.append(int8[int8["model"] != "baseline"].assign(family="pruning + quantization"))
+    table = pd.concat(rows, ignore_index=True)
+    if table["family"].nunique() < 2:
+        empty_figure(path, "Needs pruned and quantized variants.")
+        return
+    plot_pareto(
+        table,
+        x="weight_bytes",
+        x_label="stored weight bytes (B)",
+        path=path,
+        title="Pruning, quantization and both: test accuracy against stored bytes",
+    )
+
+
+def _chosen_recipes(summary: pd.DataFrame) -> dict[str, str]:
+    """Per quantized model, the recipe with the best VALIDATION accuracy (ties: fewer bytes, name)."""
+    int8 = summary[summary["precision"] == "int8"]
+    chosen = {}
+    for model, rows in int8.groupby("model"):
+        best = rows.sort_values(
+            ["val_accuracy", "weight_bytes", "recipe"], ascending=[False, True, True]
+        ).iloc[0]
+        chosen[model] = best["recipe"]
+    return chosen
+
+
+def _quantization_layers(records: Mapping[str, Mapping]) -> pd.DataFrame:
+    rows = []
+    for key, record in records.items():
+        run, model, _ = key.split("/")
+        for layer in record.get("layers", record.get("layer_sensitivity", [])):
+            rows.append(
+                {
+                    "run": run,
+                    "model": model,
+                    "node": layer["node"],
+                    "drop_pp": layer["drop_pp"],
+                    "kept_float": layer["node"] in record.get("float_nodes", []),
+                }
+            )
+    return pd.DataFrame(rows, columns=["run", "model", "node", "drop_pp", "kept_float"])
+
+
+def _sensitivity_rates(runs: pd.DataFrame, results_dir: Path, first_run: str) -> dict[str, dict]:
+    rates = {}
+    for model in runs.loc[runs["family"] == "sensitivity", "model"].unique():
+        path = results_dir / first_run / "prune" / model / "pruning.json"
+        if path.is_file():
+            final = json.loads(path.read_text())["final_rate"]
+            rates[model] = final if isinstance(final, dict) else {}
+    return rates
+
+
+def build_report(
+    *,
+    metric_paths: Sequence[PathLike],
+    results_dir: PathLike,
+    latency_paths: Mapping[str, PathLike],
+    histories: Mapping[str, PathLike],
+    quantization_records: Mapping[str, PathLike],
+    sensitivity_curves: Mapping[str, PathLike],
+    dataset_metadata: Sequence[PathLike],
+    settings: Mapping,
+    config: Mapping,
+    run_names: Sequence[str],
+    workflow_dir: PathLike,
+    captions_dir: PathLike,
+    out: Mapping[str, PathLike],
+    figure_paths: Mapping[str, PathLike],
+) -> dict:
+    """Write every report output; returns the recommendation (or None) and the chosen recipes."""
+    results_dir = Path(results_dir)
+    runs = build_runs(metric_paths, results_dir)
+    runs.to_csv(out["runs"], index=False)
+    latency = build_latency({runtime: read_json(path) for runtime, path in latency_paths.items()})
+    # The per-variant table carries the speedups against the baseline; int8-vs-parent ones stay
+    # in latency.csv (and the quantization section).
+    against_baseline = (
+        latency[latency["against"].fillna("baseline") == "baseline"] if len(latency) else latency
+    )
+    against_baseline.drop(columns=["against"], errors="ignore").to_csv(out["latency"], index=False)
+    latency.to_csv(Path(out["latency"]).with_name("latency_all.csv"), index=False)
+    stats = {"confidence": settings["confidence"], "n_boot": settings["bootstrap_samples"], "seed": 0}
+    summary = aggregate(runs, results_dir, **stats)
+    summary = _with_method_columns(summary, runs)
+    divergent = val_test_divergence(summary, threshold_pp=100 / max(summary["n_test"].min(), 1))
+    summary["divergent"] = summary["variant"].isin(divergent["variant"])
+    summary.to_csv(out["summary"], index=False)
+
+    meta = provenance(config, workflow_dir=workflow_dir, training_devices=["cpu"])
+    training_metrics = [
+        Path(path).with_name("metrics.json")
+        for path in histories.values()
+        if Path(path).with_name("metrics.json").is_file()
+    ]
+    meta["device"]["training"] = sorted(
+        {read_json(path).get("device", "cpu") for path in training_metrics}
+    ) or ["cpu"]
+    write_json(meta, out["provenance"])
+
+    latency_objective = f"latency_batch{settings['latency_batch']}_ms"
+    recommendation = recommend(
+        summary,
+        reference_variant="baseline/fp32_torch",
+        max_drop_pp=settings["max_drop_pp"],
+        max_weight_bytes=settings["max_weight_bytes"],
+        max_latency_ms=settings["max_latency_ms"],
+        latency_batch=settings["latency_batch"],
+        objective=latency_objective if settings["objective"] == "latency" else settings["objective"],
+    )
+    predictions = Predictions(runs, results_dir)
+    if recommendation is not None and recommendation.variant != "baseline/fp32_torch":
+        paired = predictions.compare(recommendation.variant, "baseline/fp32_torch", **stats)
+        recommendation.row.update(
+            {key.replace("cmp", "vs_reference"): value for key, value in paired.items()}
+        )
+    chosen = _chosen_recipes(summary)
+    records = {key: read_json(path) for key, path in quantization_records.items()}
+    first_records = {
+        key.split("/", 1)[1]: record for key, record in records.items() if key.startswith(f"{run_names[0]}/")
+    }
+    datasets = [read_json(path) | {"split_name": Path(path).parent.name} for path in dataset_metadata]
+    curves = (
+        pd.concat(
+            [pd.read_csv(path).assign(run=run) for run, path in sensitivity_curves.items()], ignore_index=True
+        )
+        if sensitivity_curves
+        else pd.DataFrame(columns=["block", "rate", "val_accuracy", "run"])
+    )
+
+    # Figures
+    for name, (column, label) in _PARETO.items():
+        if pd.to_numeric(summary[column], errors="coerce").notna().any():
+            plot_pareto(
+                summary,
+                x=column,
+                x_label=label,
+                path=figure_paths[name],
+                title=figure_text(captions_dir, name)[0],
+            )
+        else:
+            empty_figure(figure_paths[name], f"No variant has a value of {column}.")
+    _pruning_vs_quantization(summary, chosen, figure_paths["pruning_vs_quantization"])
+    plot_criteria(summary, figure_paths["criteria"])
+    plot_schedules_and_scopes(summary, figure_paths["schedules_and_scopes"])
+    plot_structured_vs_unstructured(summary, figure_paths["structured_vs_unstructured"])
+    plot_pruned_vs_scratch(summary, figure_paths["pruned_vs_scratch"])
+    plot_sensitivity(curves, figure_paths["sensitivity"])
+    plot_quantization_sensitivity(_quantization_layers(records), figure_paths["quantization_sensitivity"])
+    history_table = read_histories(histories)
+    families = {}
+    for key in histories:
+        model = key.split("/", 1)[1]
+        families[model] = "qat" if "/int8-" in model else parse_model(model).family
+    plot_training_curves(history_table, families, figure_paths["training_curves"])
+    shown = {"baseline": "baseline/fp32_torch"}
+    if recommendation is not None and recommendation.variant != "baseline/fp32_torch":
+        shown["recommended"] = recommendation.variant
+    classes = [str(name) for name in datasets[0]["classes"]]
+    per_class, matrices = per_class_section(predictions, shown, classes)
+    plot_confusion(matrices, classes, figure_paths["confusion"])
+
+    sections = {
+        "pruning": pruning_section(
+            summary,
+            predictions,
+            sensitivity_rates=_sensitivity_rates(runs, results_dir, run_names[0]),
+            latency=latency,
+            stats=stats,
+        ),
+        "quantization": quantization_section(summary, latency, first_records, chosen),
+        "claims": claims_section(summary, chosen),
+        "per_class": per_class,
+    }
+    report_dir = Path(out["markdown"]).parent
+    figures = {
+        name: (Path(path).relative_to(report_dir).as_posix(), *figure_text(captions_dir, name))
+        for name, path in figure_paths.items()
+    }
+    text = render_report(
+        provenance=meta,
+        runs=list(run_names),
+        datasets=datasets,
+        settings=settings,
+        summary=summary,
+        latency=against_baseline,
+        recommendation=None
+        if recommendation is None
+        else {"variant": recommendation.variant, "reason": recommendation.reason, "row": recommendation.row},
+        sections=sections,
+        figures=figures,
+        interval_method=str(summary["interval_method"].iloc[0]),
+    )
+    Path(out["markdown"]).write_text(text)
+    return {"recommendation": None if recommendation is None else recommendation.variant, "recipes": chosen}

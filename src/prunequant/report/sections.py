@@ -1,0 +1,526 @@
+"""The study sections of the report: each question of the pruning and quantization studies,
+answered with paired comparisons on the same test samples and runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prunequant.report.markdown import difference, interval, speedup, table
+from prunequant.stats import paired_comparison
+
+__all__ = ["Predictions", "pruning_section", "quantization_section", "claims_section", "per_class_section"]
+
+PathLike = str | os.PathLike
+
+
+class Predictions:
+    """Per-sample correctness of every (run, variant), read once from the predictions files."""
+
+    def __init__(self, runs: pd.DataFrame, results_dir: PathLike):
+        self._paths = {
+            (row.run, row.variant): Path(results_dir) / row.predictions for row in runs.itertuples()
+        }
+        self._read = cache(self._load)
+
+    def _load(self, path: Path) -> pd.DataFrame:
+        return pd.read_csv(path)
+
+    def table(self, run: str, variant: str) -> pd.DataFrame:
+        return self._read(self._paths[(run, variant)])
+
+    def correct(self, variant: str, split: str = "test") -> dict[str, np.ndarray]:
+        """Run → boolean array of correct predictions on ``split``, for every run of ``variant``."""
+        result = {}
+        for (run, name), path in self._paths.items():
+            if name == variant:
+                frame = self._read(path)
+                result[run] = frame.loc[frame["split"] == split, "correct"].to_numpy(bool)
+        return result
+
+    def compare(self, variant: str, reference: str, **options) -> dict:
+        """Paired comparison of two variants as report columns ``cmp_diff_pp`` … ``cmp_verdict``."""
+        result = paired_comparison(self.correct(variant), self.correct(reference), **options)
+        return {
+            "cmp_diff_pp": result.difference_pp,
+            "cmp_low": result.low,
+            "cmp_high": result.high,
+            "cmp_p": result.p_value,
+            "cmp_verdict": result.verdict,
+        }
+
+
+def _fp32(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary["deployment"] == "fp32_torch"]
+
+
+def _paired_rows(rows: pd.DataFrame, reference_of, predictions: Predictions, stats: Mapping) -> list[dict]:
+    records = []
+    for row in rows.to_dict("records"):
+        reference = reference_of(row)
+        if reference is None:
+            continue
+        records.append(
+            dict(row, reference=reference, **predictions.compare(row["variant"], reference, **stats))
+        )
+    return records
+
+
+_CMP = lambda r: difference(r, "cmp")  # noqa: E731 - a column renderer
+
+
+def pruning_section(
+    summary: pd.DataFrame,
+    predictions: Predictions,
+    *,
+    sensitivity_rates: Mapping[str, Mapping[str, float]],
+    latency: pd.DataFrame,
+    stats: Mapping,
+) -> str:
+    """Criteria vs random, layer vs global, one-shot vs iterative, structured vs unstructured,
+    sensitivity-derived rates, and pruned vs from scratch: each a table of paired verdicts."""
+    fp32 = _fp32(summary)
+    structured = fp32[fp32["family"] == "structured"]
+    parts = ["## The pruning study", "All rows: fp32 in PyTorch, test accuracy over every run."]
+
+    oneshot_layer = structured[(structured["scope"] == "layer") & (structured["schedule"] == "oneshot")]
+    random_at = {
+        row["rate"]: row["variant"]
+        for row in oneshot_layer.to_dict("records")
+        if row["criterion"] == "random"
+    }
+    criteria = oneshot_layer[
+        (oneshot_layer["criterion"] != "random") & oneshot_layer["rate"].isin(list(random_at))
+    ]
+    if len(criteria):
+        rows = _paired_rows(criteria, lambda r: random_at.get(r["rate"]), predictions, stats)
+        parts += [
+            "### Which channels to drop: criteria against a random choice",
+            "Each criterion against `random` at the same rate (layer-wise, one shot, same fine-tuning). A "
+            "criterion earns its keep only where it is *better* than random.",
+            table(
+                rows,
+                [
+                    ("rate", lambda r: f"{r['rate']:g}"),
+                    ("criterion", lambda r: r["criterion"]),
+                    ("test acc % [CI]", lambda r: interval(r, "accuracy")),
+                    ("vs random, pp [CI]", _CMP),
+                ],
+            ),
+        ]
+
+    def same_point(row, **changes):
+        for candidate in structured.to_dict("records"):
+            if (
+                candidate["rate"] == row["rate"]
+                and candidate["criterion"] == row["criterion"]
+                and all(candidate[key] == value for key, value in changes.items())
+            ):
+                return candidate["variant"]
+        return None
+
+    scope_rows = _paired_rows(
+        structured[(structured["scope"] == "global") & (structured["schedule"] == "oneshot")],
+        lambda r: same_point(r, scope="layer", schedule="oneshot"),
+        predictions,
+        stats,
+    )
+    if scope_rows:
+        parts += [
+            "### Layer-wise vs global ranking",
+            "Global scope ranks all blocks' channels together (after per-layer normalisation, with "
+            "a floor per "
+            "block); compared with layer-wise pruning of the same criterion and final rate.",
+            table(
+                scope_rows,
+                [
+                    ("variant", lambda r: f"`{r['model']}`"),
+                    ("test acc % [CI]", lambda r: interval(r, "accuracy")),
+                    ("params", lambda r: f"{int(r['parameters']):,}"),
+                    ("vs layer-wise, pp [CI]", _CMP),
+                ],
+            ),
+        ]
+    schedule_rows = _paired_rows(
+        structured[structured["schedule"] == "iterative"],
+        lambda r: same_point(r, scope=r["scope"], schedule="oneshot"),
+        predictions,
+        stats,
+    )
+    if schedule_rows:
+        parts += [
+            "### One-shot vs iterative pruning",
+            "Same criterion, scope and final channel count; the iterative schedule splits the same total "
+            "fine-tuning epochs between its steps, so the comparison measures the schedule, not the budget.",
+            table(
+                schedule_rows,
+                [
+                    ("variant", lambda r: f"`{r['model']}`"),
+                    ("test acc % [CI]", lambda r: interval(r, "accuracy")),
+                    ("params", lambda r: f"{int(r['parameters']):,}"),
+                    ("vs one-shot, pp [CI]", _CMP),
+                ],
+            ),
+        ]
+
+    unstructured = fp32[fp32["family"] == "unstructured"]
+    if len(unstructured):
+        merged = unstructured  # the summary carries each storage format's bytes
+        parts += [
+            "### Structured vs unstructured pruning, and what sparse storage really saves",
+            "Unstructured pruning zeroes weights but keeps every channel: the dense model still stores and "
+            "multiplies every weight. Stored bytes below count the weight payload in each format; the index "
+            "widths are given in the sparsity records. Where the CSR or bitmask size is above the "
+            "dense size, "
+            "the indices eat the saving.",
+            table(
+                merged,
+                [
+                    ("variant", lambda r: f"`{r['model']}`"),
+                    ("test acc % [CI]", lambda r: interval(r, "accuracy")),
+                    ("vs baseline, pp [CI]", lambda r: difference(r, "vs_baseline")),
+                    (
+                        "non-zero params",
+                        lambda r: f"{int(r['nonzero_parameters']):,} of {int(r['parameters']):,}",
+                    ),
+                    *[
+                        (label, _bytes_column(key))
+                        for key, label in (
+                            ("storage_dense_fp32", "dense fp32 B"),
+                            ("storage_csr_fp32", "CSR fp32 B"),
+                            ("storage_bitmask_fp32", "bitmask fp32 B"),
+                            ("storage_csr_int8", "CSR int8 B"),
+                            ("storage_bitmask_int8", "bitmask int8 B"),
+                        )
+                    ],
+                ],
+            ),
+        ]
+        dense = _dense_latency(latency, unstructured["model"])
+        if dense:
+            parts.append(dense)
+        structured_l1 = fp32[
+            (fp32["family"].isin(["structured"]))
+            & (fp32["criterion"] == "l1")
+            & (fp32["scope"] == "layer")
+            & (fp32["schedule"] == "oneshot")
+        ]
+        if len(structured_l1):
+            parts.append(_nearest_structured(unstructured, structured_l1, predictions, stats))
+
+    sensitivity = fp32[fp32["family"] == "sensitivity"]
+    if len(sensitivity):
+        lines = [
+            "### Per-block rates from the sensitivity curves",
+            "Each block pruned at the largest rate whose validation accuracy (without fine-tuning) "
+            "stayed within "
+            "the accepted drop; then fine-tuned like every pruned model.",
+        ]
+        for row in sensitivity.to_dict("records"):
+            rates = sensitivity_rates.get(row["model"], {})
+            text = ", ".join(f"{block}: {rate:g}" for block, rate in sorted(rates.items())) or "–"
+            lines.append(
+                f"- `{row['model']}`: rates per block (first run) {text}; test "
+                f"{interval(row, 'accuracy')} %, "
+                f"{difference(row, 'vs_baseline')} against the baseline."
+            )
+        parts.append("\n".join(lines))
+
+    scratch = fp32[fp32["family"] == "scratch"]
+    pruned_at = {
+        row["rate"]: row["variant"] for row in oneshot_layer.to_dict("records") if row["criterion"] == "l1"
+    }
+    scratch_rows = _paired_rows(scratch, lambda r: pruned_at.get(r["rate"]), predictions, stats)
+    if scratch_rows:
+        for row in scratch_rows:  # read as "pruned minus scratch"
+            row["cmp_diff_pp"], row["cmp_low"], row["cmp_high"] = (
+                -row["cmp_diff_pp"],
+                -row["cmp_high"],
+                -row["cmp_low"],
+            )
+            row["cmp_verdict"] = {"better": "worse", "worse": "better"}.get(
+                row["cmp_verdict"], row["cmp_verdict"]
+            )
+        parts += [
+            "### Pruned and fine-tuned vs trained from scratch",
+            "The question of Liu et al., *Rethinking the Value of Network Pruning*: the same "
+            "architecture trained "
+            "from random initialisation with the baseline's epoch budget. *better* means prune + "
+            "fine-tune beats it.",
+            table(
+                scratch_rows,
+                [
+                    ("rate", lambda r: f"{r['rate']:g}"),
+                    ("from scratch, test acc % [CI]", lambda r: interval(r, "accuracy")),
+                    ("pruned + fine-tuned minus scratch, pp [CI]", _CMP),
+                ],
+            ),
+        ]
+    return "\n\n".join(parts)
+
+
+def _bytes_column(key: str):
+    return lambda row: _bytes(row.get(key))
+
+
+def _bytes(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{int(value):,}"
+
+
+def _dense_latency(latency: pd.DataFrame, models) -> str:
+    if latency.empty or "against" not in latency:
+        return ""
+    rows = latency[
+        (latency["against"] == "baseline")
+        & latency["variant"].str.split("/").str[0].isin(list(models))
+        & latency["variant"].str.endswith("fp32_torch")
+    ]
+    if rows.empty:
+        return ""
+    lines = ["Dense latency does not drop with sparsity (zeros are still multiplied):"]
+    for row in rows.to_dict("records"):
+        lines.append(
+            f"- `{row['variant']}` at batch {row['batch_size']}: "
+            + speedup(
+                {
+                    "x_speedup": row["speedup"],
+                    "x_speedup_low": row["speedup_low"],
+                    "x_speedup_high": row["speedup_high"],
+                    "x_speedup_verdict": row["speedup_verdict"],
+                    "x_reference": row["reference"],
+                },
+                "x",
+            )
+        )
+    return "\n".join(lines)
+
+
+def _nearest_structured(unstructured, structured, predictions: Predictions, stats) -> str:
+    """Each sparse model against the channel-pruned model closest in non-zero parameters."""
+    records = []
+    for row in unstructured.to_dict("records"):
+        distances = (structured["nonzero_parameters"] - row["nonzero_parameters"]).abs()
+        nearest = structured.loc[distances.idxmin()]
+        records.append(
+            dict(
+                row,
+                reference=nearest["variant"],
+                **predictions.compare(row["variant"], nearest["variant"], **stats),
+            )
+            | {"ref_nonzero": nearest["nonzero_parameters"], "ref_bytes": nearest["weight_bytes"]}
+        )
+    return (
+        "At (nearly) equal non-zero parameters, each sparse model against the closest channel-pruned one:\n\n"
+        + table(
+            records,
+            [
+                ("sparse variant", lambda r: f"`{r['model']}` ({int(r['nonzero_parameters']):,} non-zero)"),
+                (
+                    "channel-pruned",
+                    lambda r: (
+                        f"`{r['reference'].split('/')[0]}` ({int(r['ref_nonzero']):,}, "
+                        f"{int(r['ref_bytes']):,} B dense)"
+                    ),
+                ),
+                ("sparse minus pruned, pp [CI]", _CMP),
+            ],
+        )
+    )
+
+
+def quantization_section(
+    summary: pd.DataFrame,
+    latency: pd.DataFrame,
+    records: Mapping[str, Mapping],
+    chosen_recipes: Mapping[str, str],
+) -> str:
+    """Recipes per model: validation and test accuracy, agreement, bytes and speed; partial and QAT."""
+    int8 = summary[summary["precision"] == "int8"]
+    if int8.empty:
+        return ""
+    speed = {}
+    if not latency.empty and "against" in latency:
+        for row in latency[latency["against"] == "parent"].to_dict("records"):
+            speed[(row["variant"], row["batch_size"])] = row
+    parts = [
+        "## The quantization study",
+        "Every recipe quantizes the same fp32 model; *agreement* is top-1 agreement with the fp32 parent in "
+        "ONNX Runtime on the test set, with the mean and max absolute logit error. The recipe marked ✓ is "
+        "the one with the best **validation** accuracy for that model (ties: fewer bytes).",
+    ]
+    for model, rows in int8.groupby("model", sort=False):
+        parent = summary[(summary["model"] == model) & (summary["deployment"] == "fp32_onnxruntime")]
+        parts.append(f"### `{model}`")
+        if len(parent):
+            parts.append(
+                f"fp32 parent in ONNX Runtime: validation {interval(parent.iloc[0], 'val_accuracy')} %, "
+                f"test {interval(parent.iloc[0], 'accuracy')} %, "
+                f"{_bytes(parent.iloc[0]['weight_bytes'])} weight bytes."
+            )
+        parts.append(
+            table(
+                rows,
+                [
+                    ("recipe", _recipe_column(chosen_recipes.get(model))),
+                    ("val acc %", lambda r: interval(r, "val_accuracy")),
+                    ("test acc % [CI]", lambda r: interval(r, "accuracy")),
+                    ("vs fp32 parent, pp [CI]", lambda r: difference(r, "vs_parent")),
+                    ("agreement %", lambda r: f"{r['agreement_pct']:.2f}"),
+                    (
+                        "mean / max logit err",
+                        lambda r: f"{r['mean_abs_logit_error']:.4f} / {r['max_abs_logit_error']:.3f}",
+                    ),
+                    ("weight B", lambda r: _bytes(r["weight_bytes"])),
+                    ("speedup b1 vs parent", lambda r: _speed(speed, r["variant"], 1)),
+                    ("speedup b64 vs parent", lambda r: _speed(speed, r["variant"], 64)),
+                ],
+            )
+        )
+        for row in rows.to_dict("records"):
+            record = records.get(f"{row['model']}/int8-{row['recipe']}")
+            if not record:
+                continue
+            if "layers" in record:  # partial quantization
+                kept = ", ".join(f"`{node}`" for node in record["float_nodes"]) or "none"
+                parts.append(
+                    f"Partial quantization (`{row['recipe']}`, first run): validation accuracy "
+                    f"{100 * record['fp32_val_accuracy']:.2f} % in fp32, "
+                    f"{100 * record['full_int8_val_accuracy']:.2f} % fully int8 "
+                    f"(budget {record['budget_pp']:g} pp); "
+                    f"layers kept in float: {kept}; final {100 * record['final_val_accuracy']:.2f} %."
+                )
+            if "int8_vs_fake_quant_test" in record:  # quantization-aware training
+                agreement = record["int8_vs_fake_quant_test"]
+                parts.append(
+                    f"QAT (`{row['recipe']}`, first run): validation accuracy of the fake-quantized model "
+                    f"{record['val_accuracy_fake_quant']:.2f} % (best epoch {record['best_epoch']} of "
+                    f"{record['epochs']}), of the deployed int8 model "
+                    f"{record['val_accuracy_int8']:.2f} %; the deployed model agrees with the "
+                    f"fake-quantized one on {agreement['agreement_pct']:.2f} % of "
+                    f"test predictions (mean / max |logit| error {agreement['mean_abs_logit_error']:.4f} / "
+                    f"{agreement['max_abs_logit_error']:.3f})."
+                )
+    return "\n\n".join(parts)
+
+
+def _recipe_column(chosen: str | None):
+    return lambda row: row["recipe"] + (" ✓" if row["recipe"] == chosen else "")
+
+
+def _speed(speed: Mapping, variant: str, batch: int) -> str:
+    row = speed.get((variant, batch))
+    if row is None:
+        return "–"
+    return speedup(
+        {
+            "x_speedup": row["speedup"],
+            "x_speedup_low": row["speedup_low"],
+            "x_speedup_high": row["speedup_high"],
+            "x_speedup_verdict": row["speedup_verdict"],
+            "x_reference": row["reference"],
+        },
+        "x",
+    )
+
+
+def claims_section(summary: pd.DataFrame, chosen_recipes: Mapping[str, str]) -> str:
+    """The study's claims about pruning vs quantization, each with what this run measured."""
+    baseline = summary[summary["variant"] == "baseline/fp32_torch"].iloc[0]
+    fp32 = _fp32(summary)
+    pruned = fp32[fp32["family"].isin(["structured", "sensitivity"])]
+    base_recipe = chosen_recipes.get("baseline")
+    quantized = (
+        summary[(summary["model"] == "baseline") & (summary["recipe"] == base_recipe)]
+        if base_recipe
+        else summary.iloc[0:0]
+    )
+    both = summary[(summary["precision"] == "int8") & (summary["model"] != "baseline")]
+    if base_recipe:
+        both = both[both["recipe"] == base_recipe]
+    lines = ["## Pruning vs quantization: the claims, measured", ""]
+    if len(quantized) and len(pruned):
+        q = quantized.iloc[0]
+        ratio = q["weight_bytes"] / baseline["weight_bytes"]
+        nearest = pruned.loc[(pruned["weight_bytes"] / baseline["weight_bytes"] - ratio).abs().idxmin()]
+        lines.append(
+            "1. *At equal compression, quantization loses less accuracy.* Quantization "
+            f"(`{q['variant']}`) keeps "
+            f"{ratio:.2f}× of the weight bytes at {difference(q, 'vs_parent')} against its fp32 "
+            "parent; the pruned "
+            f"model closest in bytes (`{nearest['variant']}`, "
+            f"{nearest['weight_bytes'] / baseline['weight_bytes']:.2f}×) "
+            f"is at {difference(nearest, 'vs_baseline')} against the baseline. "
+            + _verdict_of_claim(q.get("vs_parent_diff_pp"), nearest.get("vs_baseline_diff_pp"))
+        )
+        strongest = pruned.loc[pruned["weight_bytes"].idxmin()]
+        lines.append(
+            "2. *At high compression, pruning can do better but needs fine-tuning.* The smallest "
+            "pruned model "
+            f"(`{strongest['variant']}`, "
+            f"{strongest['weight_bytes'] / baseline['weight_bytes']:.2f}× the bytes) is at "
+            f"{difference(strongest, 'vs_baseline')} after fine-tuning; int8 alone cannot go below about "
+            f"{ratio:.2f}× here. Without fine-tuning, the sensitivity curves show what pruning "
+            "costs (figure below)."
+        )
+    if len(both):
+        smallest = both.loc[both["weight_bytes"].idxmin()]
+        lines.append(
+            f"3. *The two combine.* Pruned and quantized, `{smallest['variant']}` stores "
+            f"{smallest['weight_bytes'] / baseline['weight_bytes']:.2f}× the baseline's weight bytes at "
+            f"{interval(smallest, 'accuracy')} % test accuracy ({difference(smallest, 'vs_parent')} "
+            "against its "
+            "fp32 parent). The figure *pruning vs quantization* marks the non-dominated points."
+        )
+    if len(lines) == 2:
+        return ""
+    return "\n".join(lines)
+
+
+def _verdict_of_claim(quantization_drop, pruning_drop) -> str:
+    if (
+        quantization_drop is None
+        or pruning_drop is None
+        or np.isnan(quantization_drop)
+        or np.isnan(pruning_drop)
+    ):
+        return ""
+    gap = quantization_drop - pruning_drop
+    if abs(gap) < 1e-9:
+        return "Here the two changed accuracy by the same amount."
+    better = "quantization" if gap > 0 else "pruning"
+    return (
+        f"Here {better} kept {abs(gap):.2f} pp more (point estimates; where both intervals include zero, "
+        "neither lost a detectable amount)."
+    )
+
+
+def per_class_section(
+    predictions: Predictions, variants: Mapping[str, str], classes: list[str]
+) -> tuple[str, dict[str, np.ndarray]]:
+    """Per-class test accuracy and pooled confusion matrices of the named variants."""
+    matrices = {}
+    accuracy = {}
+    for title, variant in variants.items():
+        matrix = np.zeros((len(classes), len(classes)), dtype=int)
+        for run, _ in predictions.correct(variant).items():
+            frame = predictions.table(run, variant)
+            frame = frame[frame["split"] == "test"]
+            np.add.at(matrix, (frame["label"].to_numpy(), frame["prediction"].to_numpy()), 1)
+        matrices[f"{title}: `{variant}`".replace("`", "")] = matrix
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy[variant] = np.diag(matrix) / matrix.sum(axis=1) * 100
+    rows = [
+        {"class": name, **{variant: f"{values[index]:.1f}" for variant, values in accuracy.items()}}
+        for index, name in enumerate(classes)
+    ]
+    columns = [("class", lambda r: str(r["class"]))] + [
+        (f"`{variant}` %", (lambda key: lambda r: r[key])(variant)) for variant in accuracy
+    ]
+    text = "## Per-class test accuracy (all runs pooled)\n\n" + table(rows, columns)
+    return text, matrices

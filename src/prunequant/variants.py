@@ -1,0 +1,195 @@
+"""The variant space: every trained network, quantization recipe and deployment has a name.
+
+A *run* is one repetition of the study (a training seed, and with leave-one-group-out a
+fold). A *model* is one trained fp32 network of a run, named by the point it occupies in the
+space of compression methods; a *deployment* is how that model runs (fp32 in PyTorch, fp32 in
+ONNX Runtime, or int8 by a named recipe in ONNX Runtime). Names are file-system safe and
+parse back to their settings, so the workflow turns each dimension into a wildcard and the
+report reads the settings off the names.
+
+This module imports no torch: the workflow plans jobs with it at start-up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "CRITERIA",
+    "SCOPES",
+    "SPACINGS",
+    "ModelVariant",
+    "structured_name",
+    "parse_model",
+    "configured_models",
+    "quantized_models",
+    "run_name",
+    "parse_run",
+    "configured_runs",
+    "split_name",
+    "deployments",
+    "parse_deployment",
+    "schedule_label",
+]
+
+# Registered by name in prunequant.prune; repeated here so that planning needs no torch.
+CRITERIA = ("l1", "l2", "bn_scale", "taylor", "random")
+SCOPES = ("layer", "global")
+SPACINGS = ("linear", "cubic")
+FP32_DEPLOYMENTS = ("fp32_torch", "fp32_onnxruntime")
+
+_RATE = r"(?P<rate>0?\.\d+|0|1)"
+_STRUCTURED = re.compile(
+    rf"^(?P<criterion>{'|'.join(CRITERIA)})-(?P<scope>{'|'.join(SCOPES)})-"
+    rf"(?P<schedule>oneshot|iter(?P<steps>\d+)(?P<spacing>{'|'.join(SPACINGS)}))-r{_RATE}$"
+)
+_SENSITIVITY = re.compile(rf"^sens-(?P<criterion>{'|'.join(CRITERIA)})-d(?P<drop>\d+(\.\d+)?)$")
+_UNSTRUCTURED = re.compile(rf"^sparse-(?P<scope>{'|'.join(SCOPES)})-s{_RATE}$")
+_SCRATCH = re.compile(rf"^scratch-r{_RATE}$")
+_RUN = re.compile(r"^(fold(?P<fold>\d+)-)?seed(?P<seed>\d+)$")
+_INT8 = re.compile(r"^int8-(?P<recipe>[a-z0-9_]+)_onnxruntime$")
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """The settings a model name stands for."""
+
+    name: str
+    family: str  # baseline | structured | sensitivity | unstructured | scratch
+    criterion: str = ""
+    scope: str = ""
+    schedule: str = ""  # oneshot | iterative
+    steps: int = 1
+    spacing: str = ""
+    rate: float = 0.0  # channel share removed, or weight sparsity for unstructured
+    max_drop_pp: float = 0.0  # sensitivity-derived rates: accepted validation drop per block
+
+    @property
+    def method(self) -> str:
+        """A short label of the method, without the rate."""
+        if self.family == "structured":
+            return f"{self.criterion}/{self.scope}/{schedule_label(self.schedule, self.steps, self.spacing)}"
+        if self.family == "sensitivity":
+            return f"{self.criterion}/per-block (≤{self.max_drop_pp:g} pp)"
+        if self.family == "unstructured":
+            return f"magnitude/{self.scope}"
+        return self.family
+
+
+def _rate_text(rate: float) -> str:
+    return f"{rate:g}"
+
+
+def schedule_label(schedule: str, steps: int, spacing: str) -> str:
+    return "oneshot" if schedule == "oneshot" else f"iter{steps}{spacing}"
+
+
+def structured_name(
+    criterion: str, scope: str, schedule: str, rate: float, steps: int = 1, spacing: str = ""
+) -> str:
+    return f"{criterion}-{scope}-{schedule_label(schedule, steps, spacing)}-r{_rate_text(rate)}"
+
+
+def parse_model(name: str) -> ModelVariant:
+    """The settings of a model name; ValueError for a name that belongs to no family."""
+    if name == "baseline":
+        return ModelVariant(name, "baseline")
+    if match := _STRUCTURED.match(name):
+        iterative = match["steps"] is not None
+        return ModelVariant(
+            name,
+            "structured",
+            criterion=match["criterion"],
+            scope=match["scope"],
+            schedule="iterative" if iterative else "oneshot",
+            steps=int(match["steps"]) if iterative else 1,
+            spacing=match["spacing"] or "",
+            rate=float(match["rate"]),
+        )
+    if match := _SENSITIVITY.match(name):
+        return ModelVariant(
+            name, "sensitivity", criterion=match["criterion"], scope="layer", max_drop_pp=float(match["drop"])
+        )
+    if match := _UNSTRUCTURED.match(name):
+        return ModelVariant(name, "unstructured", scope=match["scope"], rate=float(match["rate"]))
+    if match := _SCRATCH.match(name):
+        return ModelVariant(name, "scratch", rate=float(match["rate"]))
+    raise ValueError(f"{name!r} names no model of a known family")
+
+
+def configured_models(prune: Mapping) -> list[str]:
+    """Every model the ``prune`` section of the config asks for, baseline first, without repeats."""
+    names = ["baseline"]
+    for method in prune.get("structured", []):
+        for rate in method["rates"]:
+            names.append(
+                structured_name(
+                    method["criterion"],
+                    method["scope"],
+                    method["schedule"],
+                    rate,
+                    method.get("steps", 1),
+                    method.get("spacing", ""),
+                )
+            )
+    sensitivity = prune.get("sensitivity") or {}
+    for drop in sensitivity.get("max_drop_pp", []):
+        names.append(f"sens-{sensitivity['criterion']}-d{_rate_text(drop)}")
+    unstructured = prune.get("unstructured") or {}
+    for scope in unstructured.get("scopes", []):
+        for sparsity in unstructured.get("sparsities", []):
+            names.append(f"sparse-{scope}-s{_rate_text(sparsity)}")
+    for rate in prune.get("from_scratch", {}).get("rates", []):
+        names.append(f"scratch-r{_rate_text(rate)}")
+    return list(dict.fromkeys(names))
+
+
+def quantized_models(quantize: Mapping, models: list[str]) -> list[str]:
+    """The models that go through the quantization recipes (``quantize.models``: names or "all")."""
+    wanted = quantize.get("models", ["baseline"])
+    if wanted == "all":
+        return list(models)
+    return [name for name in models if name in wanted]
+
+
+def run_name(seed: int, fold: int | None = None) -> str:
+    return f"seed{seed}" if fold is None else f"fold{fold}-seed{seed}"
+
+
+def parse_run(name: str) -> tuple[int | None, int]:
+    """(fold or None, seed) of a run name."""
+    match = _RUN.match(name)
+    if not match:
+        raise ValueError(f"{name!r} is not a run name like 'seed0' or 'fold2-seed0'")
+    return (int(match["fold"]) if match["fold"] is not None else None), int(match["seed"])
+
+
+def configured_runs(seeds: list[int], n_folds: int | None) -> list[str]:
+    """Every run: one per seed, or one per fold and seed with leave-one-group-out."""
+    if not n_folds:
+        return [run_name(seed) for seed in seeds]
+    return [run_name(seed, fold) for fold in range(n_folds) for seed in seeds]
+
+
+def split_name(run: str) -> str:
+    """The data split a run trains on: one fixed split, or its fold."""
+    fold, _ = parse_run(run)
+    return "fixed" if fold is None else f"fold{fold}"
+
+
+def deployments(model: str, quantized: list[str], recipes: list[str]) -> list[str]:
+    """How a model is evaluated: fp32 in PyTorch always; ONNX Runtime fp32 and int8 when quantized."""
+    if model not in quantized:
+        return ["fp32_torch"]
+    return [*FP32_DEPLOYMENTS, *(f"int8-{recipe}_onnxruntime" for recipe in recipes)]
+
+
+def parse_deployment(deployment: str) -> dict:
+    """precision, runtime and recipe ("" for fp32) of a deployment name."""
+    if deployment in FP32_DEPLOYMENTS:
+        return {"precision": "fp32", "runtime": deployment.removeprefix("fp32_"), "recipe": ""}
+    if match := _INT8.match(deployment):
+        return {"precision": "int8", "runtime": "onnxruntime", "recipe": match["recipe"]}
+    raise ValueError(f"{deployment!r} is not a deployment like 'fp32_torch' or 'int8-minmax_onnxruntime'")

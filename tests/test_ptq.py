@@ -1,0 +1,317 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper
+
+from prunequant.errors import UserError
+from prunequant.measure import onnx_weight_bytes
+from prunequant.model import BlockSpec, ModelSpec, build_model
+from prunequant.quantize import (
+    OnnxClassifier,
+    count_quantized_ops,
+    deployment_model,
+    export_onnx,
+    float_nodes_of,
+    int8_friendly_graph,
+    quantizable_nodes,
+    quantize_onnx_model,
+    quantize_ptq,
+    quantize_static_int8,
+)
+from prunequant.quantize.agreement import agreement
+from prunequant.quantize.ptq import calibration_batch_size
+
+TINY_SPEC = ModelSpec(in_channels=4, n_classes=3, blocks=(BlockSpec(5, 2, 16),))
+TINY_LENGTH = 41  # odd: the deployment form crops one step, so the graph rewrite has work to do
+SEED_SPEC = ModelSpec(in_channels=20, n_classes=10, blocks=(BlockSpec(25, 2, 140),))
+SEED_LENGTH = 101
+
+
+def export_random_model(spec: ModelSpec, length: int, path, seed: int = 0):
+    """Deployment form of a randomly initialised model with non-trivial BatchNorm statistics."""
+    torch.manual_seed(seed)
+    model = build_model(spec)
+    for block in model.blocks:
+        block.norm.running_mean.uniform_(0.0, 1.0)
+        block.norm.running_var.uniform_(0.5, 2.0)
+    return export_onnx(deployment_model(model.eval()), path, n_channels=spec.in_channels, length=length)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    return {
+        "fp32": export_random_model(TINY_SPEC, TINY_LENGTH, directory / "fp32.onnx"),
+        "train": rng.standard_normal((256, TINY_SPEC.in_channels, TINY_LENGTH), dtype=np.float32),
+        "held_out": rng.standard_normal((128, TINY_SPEC.in_channels, TINY_LENGTH), dtype=np.float32),
+        "dir": directory,
+    }
+
+
+@pytest.fixture(scope="module")
+def seed_shaped(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("seed")
+    rng = np.random.default_rng(1)
+    return {
+        "fp32": export_random_model(SEED_SPEC, SEED_LENGTH, directory / "fp32.onnx"),
+        "train": rng.standard_normal((96, SEED_SPEC.in_channels, SEED_LENGTH), dtype=np.float32),
+        "dir": directory,
+    }
+
+
+def run_ptq(setup, name: str, **settings) -> dict:
+    recipe = {
+        "calibration_samples": 64,
+        "calibration_method": "MinMax",
+        "quant_format": "QOperator",
+        "per_channel": True,
+    } | settings
+    return quantize_ptq(
+        fp32_path=setup["fp32"],
+        int8_path=setup["dir"] / f"{name}.onnx",
+        record_path=setup["dir"] / f"{name}.json",
+        train_inputs=setup["train"],
+        seed=0,
+        **recipe,
+    )
+
+
+@pytest.mark.parametrize("count", [1, 63, 65, 200, None])
+@pytest.mark.parametrize("method", ["MinMax", "Entropy", "Percentile"])
+def test_every_calibration_method_works_with_any_count(tiny, method, count):
+    record = run_ptq(tiny, f"{method}_{count}", calibration_method=method, calibration_samples=count)
+    expected = len(tiny["train"]) if count is None else count
+    assert record["calibration_samples"] == expected
+    assert expected % record["calibration_batch"] == 0 and record["calibration_batch"] <= 64
+    assert record["op_counts"].get("QLinearConv") == 2 and record["float_nodes"] == []
+    assert record["percentile"] == (99.999 if method == "Percentile" else None)
+
+
+@pytest.mark.parametrize(("n", "batch"), [(1, 1), (63, 63), (64, 64), (65, 13), (127, 1), (200, 50)])
+def test_calibration_batch_divides_the_set(n, batch):
+    assert calibration_batch_size(n) == batch
+
+
+@pytest.mark.parametrize("method", ["Entropy", "Percentile", "MinMax"])
+def test_calibration_ranges_do_not_depend_on_the_batching(tiny, method):
+    # The equal-batch fix is only sound if the ranges are a function of the calibration set alone.
+    scales = []
+    for max_batch in (1, 64):
+        path = quantize_static_int8(
+            tiny["fp32"],
+            tiny["dir"] / f"batching_{method}_{max_batch}.onnx",
+            tiny["train"][:200],
+            quant_format="QOperator",
+            calibration_method=method,
+            per_channel=True,
+            batch_size=max_batch,
+        )
+        initializers = onnx.load(str(path)).graph.initializer
+        scales.append(
+            {t.name: onnx.numpy_helper.to_array(t) for t in initializers if t.name.endswith("_scale")}
+        )
+    assert scales[0].keys() == scales[1].keys() and len(scales[0]) >= 4
+    for name in scales[0]:
+        np.testing.assert_allclose(scales[0][name], scales[1][name], rtol=1e-5, err_msg=name)
+
+
+def test_percentile_setting_reaches_the_calibrator(tiny):
+    tight = run_ptq(tiny, "p90", calibration_method="Percentile", percentile=90.0)
+    loose = run_ptq(tiny, "p99999", calibration_method="Percentile", percentile=99.999)
+    assert (tight["percentile"], loose["percentile"]) == (90.0, 99.999)
+
+    def input_scale(name):
+        graph = onnx.load(str(tiny["dir"] / f"{name}.onnx")).graph
+        (quantize_input,) = [node for node in graph.node if node.op_type == "QuantizeLinear"]
+        weights = {t.name: t for t in graph.initializer}
+        return float(onnx.numpy_helper.to_array(weights[quantize_input.input[1]]))
+
+    assert input_scale("p90") < 0.5 * input_scale("p99999")  # a 90th percentile clips most of the tail
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
+def test_formats_and_scale_granularity_give_real_int8_kernels(tiny, tmp_path, quant_format, per_channel):
+    record = run_ptq(
+        tiny, f"{quant_format}_{per_channel}", quant_format=quant_format, per_channel=per_channel
+    )
+    path = tiny["dir"] / f"{quant_format}_{per_channel}.onnx"
+    weights = {t.name: t for t in onnx.load(str(path)).graph.initializer}
+    assert weights["blocks.0.pointwise.weight_quantized"].data_type == onnx.TensorProto.INT8
+    expected_dims = [TINY_SPEC.blocks[0].width] if per_channel else []
+    assert list(weights["blocks.0.pointwise.weight_scale"].dims) == expected_dims
+    assert record["float_nodes"] == [] and record["quantized_nodes"] == [
+        n for n, _ in quantizable_nodes(tiny["fp32"])
+    ]
+    # What ORT actually runs: QDQ pairs must fuse into the same int8 kernels QOperator stores.
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    running = count_quantized_ops(tmp_path / "optimized.onnx")
+    assert running.get("QLinearConv") == 2 and "Conv" not in running and "FusedConv" not in running
+    assert running.get("QLinearGlobalAveragePool") == 1, "the mean over time must run in int8 as well"
+    assert "ReduceMean" not in running
+    quality = agreement(
+        OnnxClassifier(tiny["fp32"])(tiny["held_out"]), OnnxClassifier(path)(tiny["held_out"])
+    )
+    assert quality["agreement_pct"] >= 90.0
+
+
+@pytest.mark.parametrize(("per_channel", "limit"), [(False, 0.30), (True, 0.33)])
+def test_int8_weight_payload_is_under_a_third_of_fp32(seed_shaped, per_channel, limit):
+    # int8 weights are 25% of fp32 and int32 biases add 3.3% on the seed model; per-channel scales
+    # add one float32 scale and one int8 zero point per output channel (about 4% more).
+    run_ptq(seed_shaped, f"payload_{per_channel}", per_channel=per_channel)
+    int8_bytes = onnx_weight_bytes(seed_shaped["dir"] / f"payload_{per_channel}.onnx")
+    assert int8_bytes <= limit * onnx_weight_bytes(seed_shaped["fp32"])
+
+
+RELOAD_SCRIPT = """
+import sys
+import numpy as np
+from prunequant.quantize import OnnxClassifier
+inputs = np.load(sys.argv[2])
+np.save(sys.argv[3], OnnxClassifier(sys.argv[1])(inputs))
+"""
+
+
+def test_quantized_model_reloads_in_a_fresh_process(tiny, tmp_path):
+    run_ptq(tiny, "reload", calibration_method="Entropy", calibration_samples=200)
+    path = tiny["dir"] / "reload.onnx"
+    np.save(tmp_path / "inputs.npy", tiny["held_out"])
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RELOAD_SCRIPT,
+            str(path),
+            str(tmp_path / "inputs.npy"),
+            str(tmp_path / "out.npy"),
+        ],
+        check=True,
+        timeout=120,
+    )
+    reloaded = np.load(tmp_path / "out.npy")
+    here = OnnxClassifier(path)(tiny["held_out"])
+    np.testing.assert_array_equal(reloaded.argmax(1), here.argmax(1))
+    np.testing.assert_allclose(reloaded, here, rtol=0, atol=1e-6)
+
+
+def test_record_describes_the_recipe(tiny):
+    record = run_ptq(tiny, "record", calibration_method="Percentile", percentile=99.9, quant_format="QDQ")
+    assert json.loads((tiny["dir"] / "record.json").read_text()) == record
+    assert record["onnxruntime_version"] == ort.__version__
+    assert record["calibration_samples_setting"] == 64 and record["seed"] == 0
+    assert (record["quant_format"], record["per_channel"], record["percentile"]) == ("QDQ", True, 99.9)
+    assert record["op_counts"] == count_quantized_ops(tiny["dir"] / "record.onnx")
+    assert record["rewrite_graph"] is True
+
+
+@pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
+def test_excluded_layers_stay_float(tiny, quant_format):
+    (depthwise, _), (_, _), (head, _) = quantizable_nodes(tiny["fp32"])
+    record = run_ptq(
+        tiny, f"exclude_{quant_format}", quant_format=quant_format, nodes_to_exclude=[depthwise, head]
+    )
+    path = tiny["dir"] / f"exclude_{quant_format}.onnx"
+    assert float_nodes_of(path) == record["float_nodes"] == [depthwise, head]
+    assert len(record["quantized_nodes"]) == 1
+
+
+def test_unknown_excluded_node_is_rejected(tiny):
+    with pytest.raises(UserError, match="nodes_to_exclude"):
+        run_ptq(tiny, "unknown", nodes_to_exclude=["no_such_conv"])
+    assert not (tiny["dir"] / "unknown.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"percentile": 0.0}, "percentile"),
+        ({"percentile": 100.5}, "percentile"),
+        ({"calibration_samples": 0}, ">= 1"),
+    ],
+)
+def test_bad_settings_are_rejected(tiny, settings, message):
+    with pytest.raises(UserError, match=message):
+        run_ptq(tiny, "bad", **settings)
+
+
+def test_first_name_of_the_quantizer_still_works(tiny):
+    record = quantize_onnx_model(
+        fp32_path=tiny["fp32"],
+        int8_path=tiny["dir"] / "alias.onnx",
+        record_path=tiny["dir"] / "alias.json",
+        train_inputs=tiny["train"],
+        seed=0,
+        calibration_samples=128,
+        calibration_method="MinMax",
+        quant_format="QOperator",
+        per_channel=True,
+    )
+    assert record["calibration_samples"] == 128 and record["op_counts"]["QLinearConv"] == 2
+
+
+# ---------------------------------------------------------------------------- the graph rewrite
+
+
+@pytest.mark.parametrize("length", [64, 67])
+def test_int8_friendly_graph_computes_the_same_function(tmp_path, length):
+    spec = ModelSpec(in_channels=6, n_classes=4, blocks=(BlockSpec(7, 2, 24), BlockSpec(5, 1, 16)))
+    fp32 = export_random_model(spec, length, tmp_path / "fp32.onnx")
+    rewritten = int8_friendly_graph(onnx.load(str(fp32)))
+    onnx.save(rewritten, str(tmp_path / "rewritten.onnx"))
+    ops = [node.op_type for node in rewritten.graph.node]
+    assert "ReduceMean" not in ops and ops.count("GlobalAveragePool") == 1
+    slices = [node for node in rewritten.graph.node if node.op_type == "Slice"]
+    assert all(node.input[0] == "input" for node in slices), "a needed crop must move to the model input"
+    assert rewritten.graph.input[0].name == "input" and rewritten.graph.output[0].name == "logits"
+    x = np.random.default_rng(3).standard_normal((5, 6, length), dtype=np.float32)
+    np.testing.assert_allclose(
+        OnnxClassifier(tmp_path / "rewritten.onnx")(x), OnnxClassifier(fp32)(x), rtol=0, atol=1e-5
+    )
+
+
+def test_int8_friendly_graph_keeps_a_crop_below_a_padded_conv(tmp_path):
+    # A zero-padded conv's first outputs read padding, not only the first input steps: the crop stays.
+    weight = onnx.numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((2, 2, 3), dtype=np.float32), "w"
+    )
+    bounds = [
+        onnx.numpy_helper.from_array(np.array([v], np.int64), n) for n, v in (("s", 0), ("e", 8), ("a", 2))
+    ]
+    axes = onnx.numpy_helper.from_array(np.array([2], np.int64), "mean_axes")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w"], ["conv"], name="conv", pads=[1, 1]),
+            helper.make_node("Slice", ["conv", "s", "e", "a"], ["cropped"], name="crop"),
+            helper.make_node("ReduceMean", ["cropped", "mean_axes"], ["logits"], name="mean", keepdims=0),
+        ],
+        "padded",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 2, 9])],
+        [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", 2])],
+        [weight, *bounds, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    rewritten = int8_friendly_graph(model)
+    (crop,) = [node for node in rewritten.graph.node if node.op_type == "Slice"]
+    assert crop.input[0] == "conv"
+    onnx.save(model, str(tmp_path / "a.onnx"))
+    onnx.save(rewritten, str(tmp_path / "b.onnx"))
+    x = np.random.default_rng(1).standard_normal((3, 2, 9), dtype=np.float32)
+    np.testing.assert_allclose(
+        OnnxClassifier(tmp_path / "b.onnx")(x), OnnxClassifier(tmp_path / "a.onnx")(x), atol=1e-6
+    )
+
+
+def test_quantizing_without_the_rewrite_keeps_the_exported_tail(tiny):
+    record = run_ptq(tiny, "no_rewrite", rewrite_graph=False)
+    assert record["op_counts"].get("ReduceMean") == 1 and record["rewrite_graph"] is False
+    assert record["op_counts"].get("QLinearConv") == 2

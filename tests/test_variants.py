@@ -1,0 +1,100 @@
+"""Names of models, runs and deployments parse back to the settings they were made from."""
+
+import pytest
+import yaml
+from workflow_support import ROOT
+
+from prunequant.variants import (
+    configured_models,
+    configured_runs,
+    deployments,
+    parse_deployment,
+    parse_model,
+    parse_run,
+    quantized_models,
+    split_name,
+    structured_name,
+)
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("baseline", {"family": "baseline"}),
+        (
+            "l1-layer-oneshot-r0.05",
+            {"family": "structured", "criterion": "l1", "scope": "layer", "rate": 0.05},
+        ),
+        (
+            "taylor-global-iter3cubic-r0.5",
+            {
+                "family": "structured",
+                "schedule": "iterative",
+                "steps": 3,
+                "spacing": "cubic",
+                "scope": "global",
+            },
+        ),
+        ("bn_scale-layer-oneshot-r0.5", {"criterion": "bn_scale"}),
+        ("sens-l1-d1", {"family": "sensitivity", "criterion": "l1", "max_drop_pp": 1.0}),
+        ("sparse-global-s0.9", {"family": "unstructured", "scope": "global", "rate": 0.9}),
+        ("scratch-r0.15", {"family": "scratch", "rate": 0.15}),
+    ],
+)
+def test_model_names_parse_to_their_settings(name, expected):
+    variant = parse_model(name)
+    assert {key: getattr(variant, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "name", ["", "rate0.1", "l3-layer-oneshot-r0.5", "l1-layer-oneshot-r1.5", "scratch-0.5"]
+)
+def test_unknown_names_are_refused(name):
+    with pytest.raises(ValueError, match="names no model"):
+        parse_model(name)
+
+
+def test_structured_names_round_trip():
+    name = structured_name("random", "layer", "iterative", 0.3, steps=4, spacing="linear")
+    assert name == "random-layer-iter4linear-r0.3"
+    variant = parse_model(name)
+    assert (variant.criterion, variant.steps, variant.spacing, variant.rate) == ("random", 4, "linear", 0.3)
+
+
+def test_the_shipped_config_asks_for_every_method_family():
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    models = configured_models(config["prune"])
+    families = {parse_model(name).family for name in models}
+    assert families == {"baseline", "structured", "sensitivity", "unstructured", "scratch"}
+    assert {"l1-layer-oneshot-r0.05", "l1-layer-oneshot-r0.1", "l1-layer-oneshot-r0.15"} <= set(models)
+    assert {parse_model(name).criterion for name in models} >= {"l1", "bn_scale", "taylor", "random"}
+    assert len(models) == len(set(models))
+    assert quantized_models(config["quantize"], models) == ["baseline", "l1-layer-oneshot-r0.5"]
+    assert len(config["seeds"]) >= 3
+
+
+def test_runs_and_splits():
+    assert configured_runs([0, 1], None) == ["seed0", "seed1"]
+    assert configured_runs([3], 2) == ["fold0-seed3", "fold1-seed3"]
+    assert parse_run("fold1-seed3") == (1, 3) and parse_run("seed7") == (None, 7)
+    assert split_name("seed7") == "fixed" and split_name("fold1-seed3") == "fold1"
+    with pytest.raises(ValueError):
+        parse_run("seedX")
+
+
+def test_deployments():
+    assert deployments("m", quantized=[], recipes=["a"]) == ["fp32_torch"]
+    assert deployments("m", quantized=["m"], recipes=["a", "b"]) == [
+        "fp32_torch",
+        "fp32_onnxruntime",
+        "int8-a_onnxruntime",
+        "int8-b_onnxruntime",
+    ]
+    assert parse_deployment("int8-qat_onnxruntime") == {
+        "precision": "int8",
+        "runtime": "onnxruntime",
+        "recipe": "qat",
+    }
+    assert parse_deployment("fp32_torch")["runtime"] == "torch"
+    with pytest.raises(ValueError):
+        parse_deployment("int4_torch")
