@@ -27,6 +27,7 @@ from prunequant.variants import (  # noqa: E402
     parse_run,
     quantized_models,
     split_name,
+    split_variant,
 )
 
 SCHEMA = Path(workflow.basedir) / "config.schema.yaml"
@@ -247,15 +248,16 @@ def latency_references(runtime):
     deployment, and every int8 variant against its own fp32 parent.
     """
     variants = timed_artifacts(runtime)
+    parts = {variant: split_variant(variant) for variant in variants}
     against_baseline = {
-        variant: f"baseline/{variant.split('/')[1]}"
-        for variant in variants
-        if not variant.startswith("baseline/")
+        variant: f"baseline/{deployment}"
+        for variant, (model, deployment) in parts.items()
+        if model != "baseline"
     }
     against_parent = {
-        variant: f"{variant.split('/')[0]}/fp32_onnxruntime"
-        for variant in variants
-        if "/int8-" in variant
+        variant: f"{model}/fp32_onnxruntime"
+        for variant, (model, deployment) in parts.items()
+        if parse_deployment(deployment)["precision"] == "int8"
     }
     return {"baseline": against_baseline, "parent": against_parent}
 

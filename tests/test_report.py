@@ -243,3 +243,21 @@ def test_a_ratio_never_calls_something_slower_faster_and_always_names_its_refere
         x_speedup_verdict="no measurable difference",
     )
     assert "no measurable difference" in speedup(unclear, "x")
+
+
+def test_the_recipe_per_model_is_chosen_on_validation_never_on_test():
+    from prunequant.report.build import _chosen_recipes
+
+    summary = pd.DataFrame(
+        {
+            "model": ["baseline"] * 3,
+            "precision": ["int8"] * 3,
+            "recipe": ["minmax", "percentile", "qat"],
+            "val_accuracy": [98.0, 97.0, 98.0],
+            "accuracy": [90.0, 99.0, 91.0],  # test says percentile; validation must decide
+            "weight_bytes": [4000, 4000, 3900],
+        }
+    )
+    assert _chosen_recipes(summary) == {"baseline": "qat"}  # best validation, then fewer bytes
+    summary["accuracy"] = summary["accuracy"].sample(frac=1, random_state=0).to_numpy()
+    assert _chosen_recipes(summary) == {"baseline": "qat"}

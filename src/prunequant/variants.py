@@ -32,6 +32,7 @@ __all__ = [
     "deployments",
     "parse_deployment",
     "schedule_label",
+    "split_variant",
 ]
 
 # Registered by name in prunequant.prune; repeated here so that planning needs no torch.
@@ -193,3 +194,9 @@ def parse_deployment(deployment: str) -> dict:
     if match := _INT8.match(deployment):
         return {"precision": "int8", "runtime": "onnxruntime", "recipe": match["recipe"]}
     raise ValueError(f"{deployment!r} is not a deployment like 'fp32_torch' or 'int8-minmax_onnxruntime'")
+
+
+def split_variant(name: str) -> tuple[str, str]:
+    """(model, deployment) of a variant name "<model>/<deployment>"."""
+    model, _, deployment = name.partition("/")
+    return model, deployment
