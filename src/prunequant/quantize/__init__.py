@@ -33,7 +33,6 @@ _EXPORTS = {
     "convert_to_int8": "prunequant.quantize.qat",
     "load_qat": "prunequant.quantize.qat",
     "run_qat": "prunequant.quantize.qat",
-
     "quantize_partial": "prunequant.quantize.partial",
     "float_nodes_of": "prunequant.quantize.ptq",
     "int8_friendly_graph": "prunequant.quantize.ptq",
