@@ -11,7 +11,7 @@ that imports one module depends on that module only (see :mod:`prunequant.source
 
 from __future__ import annotations
 
-import importlib
+from prunequant.lazy import lazy_exports
 
 # public name → the module that defines it
 _EXPORTS = {
@@ -46,11 +46,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
