@@ -46,7 +46,7 @@ __all__ = ["build_report", "figure_text"]
 PathLike = str | os.PathLike
 
 _PARETO = {
-    "pareto_weight_bytes": ("weight_bytes", "stored weight bytes (B, log scale where wide)"),
+    "pareto_weight_bytes": ("weight_bytes", "stored weight bytes (B)"),
     "pareto_macs": ("macs", "multiply-accumulates per sample"),
     "pareto_latency_b1": ("latency_batch1_ms", "latency at batch 1 (ms)"),
     "pareto_latency_b64": ("latency_batch64_ms", "latency at batch 64 (ms)"),
