@@ -278,16 +278,23 @@ def time_artifacts(
     and ``variants``: ``{name: {"batch1": summary, "batch64": summary}}``, each summary as
     from :func:`summarize`.
     """
-    _check_references(artifacts, references)
-    settings = {"runtime": runtime, "threads": threads, "rounds": rounds, "warmup": warmup}
-    times, cores = _time_every_batch_size(
-        artifacts, n_channels=n_channels, length=length, seed=seed, batch_sizes=batch_sizes, **settings
+    record = time_variants(
+        artifacts,
+        runtime=runtime,
+        references={"reference": references},
+        n_channels=n_channels,
+        length=length,
+        threads=threads,
+        warmup=warmup,
+        rounds=rounds,
+        seed=seed,
+        batch_sizes=batch_sizes,
     )
-    variants: dict[str, dict] = {name: {} for name in artifacts}
-    for batch_size, batch_times in times.items():
-        for name, summary in summarize(batch_times, references=references, seed=seed).items():
-            variants[name][f"batch{batch_size}"] = summary
-    return _record(cores=cores, batch_sizes=batch_sizes, variants=variants, **settings)
+    # One reference per variant: its speedup entry sits in the summary itself.
+    for per_batch in record["variants"].values():
+        for summary in per_batch.values():
+            summary.update(summary.pop("speedups").get("reference", {}))
+    return record
 
 
 def time_variants(
