@@ -30,7 +30,12 @@ from prunequant.engine import (
 )
 from prunequant.jobs import write_json
 from prunequant.model import BlockSpec, ModelSpec, build_model
-from prunequant.prune.schedule import iterative_rates, split_epochs
+from prunequant.prune.schedule import (
+    channels_to_remove_at_step,
+    iterative_rates,
+    iterative_step_rates,
+    split_epochs,
+)
 from prunequant.prune.sensitivity import block_sensitivity, rates_within_drop
 from prunequant.prune.structured import prune_structured
 from prunequant.prune.unstructured import (
@@ -193,20 +198,18 @@ def _sensitivity_rates(curves_path: str | os.PathLike, max_drop_pp: float) -> di
 def _step_rates(total_rate, widths_now: dict[str, int], widths_start: dict[str, int], scope: str):
     """The rate to apply to the CURRENT model so that exactly the cumulative target is kept.
 
-    Targets are counted against the original widths with the rounding of one-shot pruning,
-    so the last step of an iterative schedule lands on the one-shot channel count. Only the
-    prunable blocks are given (``widths_*``); global scope counts their channels together.
+    Targets are counted against the original widths with the rounding of one-shot pruning
+    (:mod:`prunequant.prune.schedule`), so the last step of an iterative schedule lands on
+    the one-shot channel count. Only the prunable blocks are given (``widths_*``); global
+    scope counts their channels together. Per-block rates (a mapping, from sensitivity
+    curves) are one step from the unpruned model and apply as they are.
     """
+    if isinstance(total_rate, dict):
+        return {name: total_rate[name] for name in widths_now}
     if scope == "global":
-        start, now = sum(widths_start.values()), sum(widths_now.values())
-        keep = start - math.floor(total_rate * start + 0.5)
-        return (now - keep) / now
-    rates = {}
-    for name, start in widths_start.items():
-        rate = total_rate[name] if isinstance(total_rate, dict) else total_rate
-        keep = start - min(math.floor(rate * start + 0.5), start - 1)
-        rates[name] = (widths_now[name] - keep) / widths_now[name]
-    return rates
+        now = sum(widths_now.values())
+        return channels_to_remove_at_step(sum(widths_start.values()), now, total_rate) / now
+    return iterative_step_rates(widths_start, widths_now, total_rate)
 
 
 def _widths(model: nn.Module, not_prunable: Sequence[str] = ()) -> dict[str, int]:
