@@ -28,6 +28,8 @@ from prunequant.variants import (  # noqa: E402
     quantized_models,
     split_name,
     split_variant,
+    candidate_training,
+    tuning_grid,
 )
 
 SCHEMA = Path(workflow.basedir) / "config.schema.yaml"
@@ -69,6 +71,8 @@ MODELS = configured_models(config["prune"])
 QUANTIZED = quantized_models(config["quantize"], MODELS)
 RECIPES = [recipe["name"] for recipe in config["quantize"]["recipes"]]
 LATENCY_RUNTIMES = ["torch", "onnxruntime"]
+# Baseline-tuning grid points (empty: the baseline trains with `train` as it is).
+TUNING = tuning_grid(config["tune"], config["train"])
 
 
 wildcard_constraints:
@@ -78,6 +82,7 @@ wildcard_constraints:
     recipe=r"[a-z0-9_]+",
     deployment=r"fp32_torch|fp32_onnxruntime|int8-[a-z0-9_]+_onnxruntime",
     runtime="torch|onnxruntime",
+    candidate=r"bs\d+-lr\d+(\.\d+)?",
 
 
 def setting(value):
@@ -114,6 +119,43 @@ def run_seed(wildcards):
 
 def dataset(wildcards):
     return f"results/data/{split_name(wildcards.run)}/dataset.npz"
+
+
+# What every training job writes, by output key; a tuned baseline is a copy of one candidate's.
+CANDIDATE_OUTPUTS = {
+    "model": "model.pt",
+    "history": "history.csv",
+    "metrics": "metrics.json",
+    "evaluation": "evaluation.json",
+    "predictions": "predictions.csv",
+}
+
+
+def tuning_layout():
+    """Split → its choice file and every candidate's predictions and evaluation, by run."""
+    return {
+        split: {
+            "choice": f"results/tune/{split}/choice.json",
+            **{
+                key: {
+                    candidate: {
+                        run: f"results/{run}/tune/{candidate}/{CANDIDATE_OUTPUTS[key]}"
+                        for run in RUNS
+                        if split_name(run) == split
+                    }
+                    for candidate in TUNING
+                }
+                for key in ("predictions", "evaluation")
+            },
+        }
+        for split in SPLITS
+    }
+
+
+def tuning_files(split, key):
+    """The ``key`` ("predictions" or "evaluation") file of every candidate and run of a split."""
+    by_candidate = tuning_layout()[split][key]
+    return [path for by_run in by_candidate.values() for path in by_run.values()]
 
 
 def model_settings(model):
@@ -311,7 +353,7 @@ FIGURES = [
     "quantization_sensitivity",
     "training_curves",
     "confusion",
-]
+] + (["baseline_tuning"] if TUNING else [])
 
 
 def report_figures():

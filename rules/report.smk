@@ -7,6 +7,20 @@ rule report:
         quantization=list(quantization_records().values()),
         sensitivity=list(sensitivity_curves().values()),
         datasets=expand("results/data/{split}/dataset.json", split=SPLITS),
+        tuning=(
+            [
+                path
+                for split in SPLITS
+                for key in ("choice", "predictions", "evaluation")
+                for path in (
+                    [tuning_layout()[split]["choice"]]
+                    if key == "choice"
+                    else tuning_files(split, key)
+                )
+            ]
+            if TUNING
+            else []
+        ),
         code=code("report"),
     output:
         runs=report(
@@ -45,5 +59,6 @@ rule report:
         settings=setting(config["report"]),
         config=setting(config),
         runs=RUNS,
+        tuning=tuning_layout() if TUNING else {},
     script:
         "../scripts/report.py"

@@ -3,11 +3,10 @@ rule train_baseline:
         dataset=dataset,
         code=code("train_baseline"),
     output:
-        model="results/{run}/train_baseline/model.pt",
-        history="results/{run}/train_baseline/history.csv",
-        metrics="results/{run}/train_baseline/metrics.json",
-        evaluation="results/{run}/train_baseline/evaluation.json",
-        predictions="results/{run}/train_baseline/predictions.csv",
+        **{
+            key: f"results/{{run}}/train_baseline/{name}"
+            for key, name in CANDIDATE_OUTPUTS.items()
+        },
     log:
         "logs/{run}/train_baseline.log",
     benchmark:
@@ -28,3 +27,77 @@ rule train_baseline:
         resume=lambda wildcards: f"{RESUME_DIR}/{wildcards.run}/train_baseline.pt",
     script:
         "../scripts/train_baseline.py"
+
+
+# ----------------------------------------------------------------------------- baseline tuning
+# With a `tune` grid, every (batch size, learning rate) point is trained per run as its own job;
+# each data split's runs share one choice, made on validation accuracy, and the chosen point's
+# files become each run's baseline, which pruning and quantization start from.
+if TUNING:
+
+    use rule train_baseline as train_candidate with:
+        output:
+            **{
+                key: f"results/{{run}}/tune/{{candidate}}/{name}"
+                for key, name in CANDIDATE_OUTPUTS.items()
+            },
+        log:
+            "logs/{run}/tune/{candidate}.log",
+        benchmark:
+            "benchmarks/{run}/tune/{candidate}.tsv"
+        params:
+            training=lambda wildcards: setting(
+                candidate_training(wildcards.candidate, config["train"])
+            ),
+            resume=lambda wildcards: f"{RESUME_DIR}/{wildcards.run}/tune/{wildcards.candidate}.pt",
+
+    rule choose_baseline:
+        input:
+            predictions=lambda wildcards: tuning_files(wildcards.split, "predictions"),
+            evaluations=lambda wildcards: tuning_files(wildcards.split, "evaluation"),
+            code=code("choose_baseline"),
+        output:
+            choice="results/tune/{split}/choice.json",
+        log:
+            "logs/tune/{split}/choose_baseline.log",
+        benchmark:
+            "benchmarks/tune/{split}/choose_baseline.tsv"
+        conda:
+            "../envs/prunequant.yaml"
+        params:
+            layout=lambda wildcards: tuning_layout()[wildcards.split],
+        script:
+            "../scripts/choose_baseline.py"
+
+    rule adopt_baseline:
+        input:
+            choice=lambda wildcards: f"results/tune/{split_name(wildcards.run)}/choice.json",
+            candidates=lambda wildcards: [
+                f"results/{wildcards.run}/tune/{candidate}/{name}"
+                for candidate in TUNING
+                for name in CANDIDATE_OUTPUTS.values()
+            ],
+            code=code("adopt_baseline"),
+        output:
+            **{
+                key: f"results/{{run}}/train_baseline/{name}"
+                for key, name in CANDIDATE_OUTPUTS.items()
+            },
+        log:
+            "logs/{run}/adopt_baseline.log",
+        localrule: True
+        conda:
+            "../envs/prunequant.yaml"
+        params:
+            candidates=lambda wildcards: {
+                candidate: {
+                    key: f"results/{wildcards.run}/tune/{candidate}/{name}"
+                    for key, name in CANDIDATE_OUTPUTS.items()
+                }
+                for candidate in TUNING
+            },
+        script:
+            "../scripts/adopt_baseline.py"
+
+    # Both make a run's baseline files; with a grid, they come from the choice.
+    ruleorder: adopt_baseline > train_baseline

@@ -20,4 +20,5 @@ with job_logging(snakemake.log[0]):
         captions_dir=Path(snakemake.scriptdir).parent / "captions",
         out={key: out[key] for key in ("runs", "summary", "latency", "provenance", "markdown")},
         figure_paths=dict(zip(params.figure_names, out.figures, strict=True)),
+        tuning=params.tuning,
     )

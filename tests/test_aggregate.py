@@ -53,7 +53,7 @@ def test_aggregate_has_one_row_per_variant_with_the_documented_columns(table):
     latency = [column for batch in (1, 64) for column in latency_columns(batch)]
     assert list(table.columns) == [*AGGREGATE_COLUMNS, *latency]
     assert (table["n_runs"] == 2).all()
-    assert set(table["interval_method"]) == {"t over 2 seeds"}
+    assert set(table["interval_method"]) == {"t over 2 runs"}
     assert (table["accuracy_low"] <= table["accuracy"]).all() and (
         table["accuracy"] <= table["accuracy_high"]
     ).all()

@@ -38,6 +38,8 @@ def test_shipped_config_is_valid(config):
         ),
         (lambda c: c["prune"]["structured"][0]["rates"].append(0), "prune.structured[0].rates[4]", "minimum"),
         (lambda c: c["prune"]["structured"][0].update(criterion="l3"), "prune.structured[0].criterion", "l3"),
+        (lambda c: c["tune"].update(lrs=[0.001, 0]), "tune.lrs[1]", "minimum"),
+        (lambda c: c["tune"].update(batch_sizes=[16, 16]), "tune.batch_sizes", "unique"),
         (lambda c: c["prune"]["structured"][0].update(scope="net"), "prune.structured[0].scope", "net"),
         (lambda c: c["prune"]["structured"][-1].pop("steps"), "prune.structured[5]", "steps"),
         (lambda c: c["prune"]["structured"][0].update(steps=3), "prune.structured[0]", "steps"),

@@ -25,7 +25,7 @@ def test_t_interval_over_seeds_matches_hand_computation():
     assert interval.estimate == pytest.approx(92.0)
     assert interval.low == pytest.approx(92.0 - half_width, abs=1e-4)
     assert interval.high == pytest.approx(92.0 + half_width, abs=1e-4)
-    assert interval.method == "t over 3 seeds"
+    assert interval.method == "t over 3 runs"
 
 
 def test_t_interval_is_clipped_to_the_range_of_an_accuracy():

@@ -108,7 +108,7 @@ def accuracy_interval(
         sem = float(accuracies.std(ddof=1)) / math.sqrt(len(accuracies))
         half_width = float(scipy_stats.t.ppf(0.5 + confidence / 2, df=len(accuracies) - 1)) * sem
         low, high = max(0.0, mean - half_width), min(100.0, mean + half_width)
-        return Interval(mean, low, high, f"t over {len(accuracies)} seeds")
+        return Interval(mean, low, high, f"t over {len(accuracies)} runs")
     (correct,) = runs.values()
     result = scipy_stats.bootstrap(
         (100.0 * correct.astype(float),),

@@ -126,6 +126,8 @@ def _metrics(result, config: TrainConfig, target, model: nn.Module, **extra) -> 
         "best_val_accuracy": result.best_accuracy,
         "best_epoch": result.best_epoch,
         "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
         "resumed_from_epoch": result.resumed_from_epoch,
         "device": str(target),
         "train_seconds": sum(record.train_time for record in result.history),

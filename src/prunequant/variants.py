@@ -12,9 +12,11 @@ This module imports no torch: the workflow plans jobs with it at start-up.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 __all__ = [
     "CRITERIA",
@@ -33,6 +35,10 @@ __all__ = [
     "parse_deployment",
     "schedule_label",
     "split_variant",
+    "candidate_name",
+    "parse_candidate",
+    "tuning_grid",
+    "candidate_training",
 ]
 
 # Registered by name in prunequant.prune; repeated here so that planning needs no torch.
@@ -51,6 +57,7 @@ _UNSTRUCTURED = re.compile(rf"^sparse-(?P<scope>{'|'.join(SCOPES)})-s{_RATE}$")
 _SCRATCH = re.compile(rf"^scratch-r{_RATE}$")
 _RUN = re.compile(r"^(fold(?P<fold>\d+)-)?seed(?P<seed>\d+)$")
 _INT8 = re.compile(r"^int8-(?P<recipe>[a-z0-9_]+)_onnxruntime$")
+_CANDIDATE = re.compile(r"^bs(?P<batch_size>\d+)-lr(?P<lr>\d+(\.\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -200,3 +207,39 @@ def split_variant(name: str) -> tuple[str, str]:
     """(model, deployment) of a variant name "<model>/<deployment>"."""
     model, _, deployment = name.partition("/")
     return model, deployment
+
+
+# ----------------------------------------------------------------------------- baseline tuning
+
+
+def candidate_name(batch_size: int, lr: float) -> str:
+    """``bs32-lr0.001``, a baseline-tuning grid point; positional notation keeps ``e-05`` out of names."""
+    return f"bs{int(batch_size)}-lr{Decimal(repr(float(lr))).normalize():f}"
+
+
+def parse_candidate(name: str) -> tuple[int, float]:
+    """(batch size, learning rate) of a candidate name."""
+    match = _CANDIDATE.match(name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a tuning candidate name like 'bs32-lr0.001'")
+    return int(match["batch_size"]), float(match["lr"])
+
+
+def tuning_grid(tune: Mapping, train: Mapping) -> list[str]:
+    """Every candidate of the baseline-tuning grid, batch size major; empty when tuning is off.
+
+    Tuning is on when either list is non-empty; an empty list keeps ``train``'s value on its axis.
+    """
+    batch_sizes, lrs = list(tune.get("batch_sizes") or []), list(tune.get("lrs") or [])
+    if not batch_sizes and not lrs:
+        return []
+    return [
+        candidate_name(batch_size, lr)
+        for batch_size, lr in itertools.product(batch_sizes or [train["batch_size"]], lrs or [train["lr"]])
+    ]
+
+
+def candidate_training(candidate: str, train: Mapping) -> dict:
+    """The baseline's training settings with the candidate's batch size and learning rate."""
+    batch_size, lr = parse_candidate(candidate)
+    return dict(train) | {"batch_size": batch_size, "lr": lr}

@@ -26,6 +26,7 @@ from prunequant.report.sections import (
     per_class_section,
     pruning_section,
     quantization_section,
+    tuning_section,
 )
 from prunequant.report.study_figures import (
     empty_figure,
@@ -37,8 +38,10 @@ from prunequant.report.study_figures import (
     plot_sensitivity,
     plot_structured_vs_unstructured,
     plot_training_curves,
+    plot_tuning,
 )
 from prunequant.stats import recommend
+from prunequant.tuning import tuning_table
 from prunequant.variants import parse_model
 
 __all__ = ["build_report", "figure_text"]
@@ -154,8 +157,13 @@ def build_report(
     captions_dir: PathLike,
     out: Mapping[str, PathLike],
     figure_paths: Mapping[str, PathLike],
+    tuning: Mapping[str, Mapping] | None = None,
 ) -> dict:
-    """Write every report output; returns the recommendation (or None) and the chosen recipes."""
+    """Write every report output; returns the recommendation (or None) and the chosen recipes.
+
+    ``tuning`` (baseline tuning only): split → ``choice`` (the choice JSON) and ``predictions`` /
+    ``evaluation``, each candidate → run → file.
+    """
     results_dir = Path(results_dir)
     runs = build_runs(metric_paths, results_dir)
     runs.to_csv(out["runs"], index=False)
@@ -259,6 +267,15 @@ def build_report(
         "claims": claims_section(summary, chosen),
         "per_class": per_class,
     }
+    if tuning:
+        interval_options = {"confidence": stats["confidence"], "n_boot": stats["n_boot"]}
+        tables = {
+            split: tuning_table(files["predictions"], files["evaluation"], **interval_options)
+            for split, files in tuning.items()
+        }
+        tuned = {split: read_json(files["choice"])["chosen"] for split, files in tuning.items()}
+        sections["tuning"] = tuning_section(tables, tuned)
+        plot_tuning(tables, tuned, figure_paths["baseline_tuning"])
     report_dir = Path(out["markdown"]).parent
     figures = {
         name: (Path(path).relative_to(report_dir).as_posix(), *figure_text(captions_dir, name))

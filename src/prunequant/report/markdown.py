@@ -266,8 +266,8 @@ def render_report(
 ) -> str:
     """The whole report as Markdown.
 
-    ``sections`` holds the study sections already written (pruning, quantization, claims,
-    per-class); ``figures`` maps a name to (relative path, title, caption).
+    ``sections`` holds the study sections already written (tuning, pruning, quantization,
+    claims, per-class); ``figures`` maps a name to (relative path, title, caption).
     """
     baseline = summary[summary["variant"] == BASELINE].iloc[0].to_dict()
     divergent = summary[summary.get("divergent", False) == True]  # noqa: E712 - a boolean column
@@ -294,7 +294,7 @@ def render_report(
         "the interval of the difference: *better* or *worse* only when it excludes zero.",
         _variants_table(summary),
     ]
-    for key in ("pruning", "quantization", "claims", "per_class"):
+    for key in ("tuning", "pruning", "quantization", "claims", "per_class"):
         if sections.get(key):
             parts.append(sections[key])
     parts += [

@@ -15,7 +15,14 @@ import pandas as pd
 from prunequant.report.markdown import difference, interval, speedup, table
 from prunequant.stats import paired_comparison
 
-__all__ = ["Predictions", "pruning_section", "quantization_section", "claims_section", "per_class_section"]
+__all__ = [
+    "Predictions",
+    "pruning_section",
+    "quantization_section",
+    "claims_section",
+    "per_class_section",
+    "tuning_section",
+]
 
 PathLike = str | os.PathLike
 
@@ -524,3 +531,36 @@ def per_class_section(
     ]
     text = "## Per-class test accuracy (all runs pooled)\n\n" + table(rows, columns)
     return text, matrices
+
+
+def tuning_section(tables: Mapping[str, pd.DataFrame], chosen: Mapping[str, str]) -> str:
+    """The baseline-tuning grid per data split, validation accuracy only, the chosen point marked."""
+    first = next(iter(tables.values()))
+    sizes, rates = first["batch_size"].nunique(), first["lr"].nunique()
+    rows = [
+        row | {"split": split, "is_chosen": row["candidate"] == chosen[split]}
+        for split, grid in tables.items()
+        for row in grid.to_dict("records")
+    ]
+    choices = ", ".join(f"`{split}`: **{name}**" for split, name in chosen.items())
+    return (
+        "## Baseline tuning\n\n"
+        f"The baseline of every run was chosen from a grid of {sizes} batch size(s) × {rates} learning "
+        "rate(s), each trained in every run, by mean **validation** accuracy over the runs of its data "
+        "split (ties: lower validation loss); the test split played no part, and "
+        "no candidate's test accuracy was read. Pruning and quantization start from the chosen baseline. "
+        f"Chosen: {choices}. Intervals: {first['interval_method'].iloc[0]}.\n\n"
+        + table(
+            rows,
+            [
+                ("split", lambda r: f"`{r['split']}`"),
+                ("candidate", lambda r: f"`{r['candidate']}`"),
+                ("batch size", lambda r: str(r["batch_size"])),
+                ("learning rate", lambda r: f"{r['lr']:g}"),
+                ("val acc % [95% CI]", lambda r: interval(r, "val_accuracy")),
+                ("val acc per run %", lambda r: r["val_accuracy_by_run"]),
+                ("val loss", lambda r: f"{r['val_loss']:.4f}"),
+                ("chosen", lambda r: "✔" if r["is_chosen"] else ""),
+            ],
+        )
+    )

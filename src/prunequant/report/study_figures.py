@@ -23,6 +23,7 @@ __all__ = [
     "plot_quantization_sensitivity",
     "plot_training_curves",
     "plot_confusion",
+    "plot_tuning",
     "empty_figure",
 ]
 
@@ -379,4 +380,45 @@ def plot_confusion(matrices: Mapping[str, np.ndarray], classes: list[str], path:
                     color="white" if count > matrix.max() / 2 else "black",
                 )
         fig.colorbar(image, ax=ax, shrink=0.8, label="test samples (all runs)")
+    _save(fig, path)
+
+
+def plot_tuning(tables: Mapping[str, pd.DataFrame], chosen: Mapping[str, str], path: PathLike) -> None:
+    """Baseline-tuning grid: validation accuracy against learning rate, one line per batch size.
+
+    With a single learning rate, batch size is the x axis instead. One panel per data split;
+    error bars are each candidate's interval, the chosen one is ringed; points sharing an x
+    value are nudged apart so their bars stay readable.
+    """
+    first = next(iter(tables.values()))
+    x, series = ("lr", "batch_size") if first["lr"].nunique() > 1 else ("batch_size", "lr")
+    labels = {"lr": "initial learning rate", "batch_size": "batch size"}
+    fig = Figure(figsize=(8.5, 3.6 * len(tables)), layout="constrained")
+    for index, (split, grid) in enumerate(tables.items()):
+        ax = fig.add_subplot(len(tables), 1, index + 1)
+        groups = list(grid.groupby(series))
+        for position, (colour, (value, rows)) in enumerate(zip(_CYCLE * 4, groups, strict=False)):
+            rows = rows.sort_values(x)
+            nudge = 1.06 ** (position - (len(groups) - 1) / 2)
+            low, mean, high = (rows[f"val_accuracy{end}"] for end in ("_low", "", "_high"))
+            ax.errorbar(
+                rows[x] * nudge, mean, yerr=np.vstack([mean - low, high - mean]), marker="o", capsize=3,
+                color=colour, label=f"{labels[series]} {value:g}",
+            )  # fmt: skip
+            best = rows[rows["candidate"] == chosen[split]]
+            ax.scatter(
+                best[x] * nudge, best["val_accuracy"], s=220, facecolors="none", edgecolors="black",
+                linewidths=1.5, zorder=3, label=f"chosen: {chosen[split]}" if len(best) else None,
+            )  # fmt: skip
+        ax.set_xscale("log", base=2 if x == "batch_size" else 10)
+        ax.set_xticks(sorted(grid[x].unique()), [f"{value:g}" for value in sorted(grid[x].unique())])
+        ax.minorticks_off()
+        ax.set_xlabel(f"{labels[x]} (log scale)")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_title(
+            f"split {split}: mean with 95% interval ({grid['interval_method'].iloc[0]})", fontsize=10
+        )
+        ax.margins(x=0.1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never over a point
     _save(fig, path)
