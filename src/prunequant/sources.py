@@ -8,6 +8,7 @@ reruns exactly the stages whose scripts import it, directly or indirectly.
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 __all__ = ["library_sources"]
@@ -27,7 +28,10 @@ def _absolute(node: ast.ImportFrom, module_name: str | None, is_package: bool) -
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def _imported_modules(path: Path, module_name: str | None = None) -> set[str]:
+# Every `snakemake` call plans with this for each rule at start-up, and the rules share most
+# modules: each file is parsed once per process (a no-op `snakemake -n` pays for it).
+@cache
+def _imported_modules(path: Path, module_name: str | None = None) -> frozenset[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     modules: set[str] = set()
     for node in ast.walk(tree):
@@ -41,7 +45,7 @@ def _imported_modules(path: Path, module_name: str | None = None) -> set[str]:
                 modules.update(f"{module}.{alias.name}" for alias in node.names)
     # Importing a.b.c runs a/__init__ and a/b/__init__ first: the parent packages count too.
     parents = {".".join(name.split(".")[:end]) for name in modules for end in range(1, name.count(".") + 1)}
-    return {name for name in modules | parents if name == PACKAGE or name.startswith(PACKAGE + ".")}
+    return frozenset(name for name in modules | parents if name == PACKAGE or name.startswith(PACKAGE + "."))
 
 
 def _module_name(path: Path, package_dir: Path) -> str | None:
@@ -53,6 +57,7 @@ def _module_name(path: Path, package_dir: Path) -> str | None:
     return ".".join([PACKAGE, *parts])
 
 
+@cache
 def _module_file(name: str, package_dir: Path) -> Path | None:
     parts = name.split(".")[1:]
     if not parts:
@@ -70,7 +75,11 @@ def library_sources(script: str | Path, package_dir: str | Path) -> list[str]:
     The package's ``__init__.py`` is always included, since importing any
     submodule runs it.
     """
-    package_dir = Path(package_dir)
+    return list(_library_sources(Path(script), Path(package_dir)))
+
+
+@cache
+def _library_sources(script: Path, package_dir: Path) -> tuple[str, ...]:
     found: set[Path] = {package_dir / "__init__.py"}
     pending = [Path(script)]
     seen: set[Path] = set()
@@ -84,4 +93,4 @@ def library_sources(script: str | Path, package_dir: str | Path) -> list[str]:
             if module_file is not None and module_file not in found:
                 found.add(module_file)
                 pending.append(module_file)
-    return sorted(str(path) for path in found)
+    return tuple(sorted(str(path) for path in found))
