@@ -4,12 +4,12 @@ Same model (the seed model: 20 channels, one block k=25 s=2 width 140, 10 classe
 (2080 random samples of 20 x 101), batch size 32, Adam, one process, interleaved: each round
 runs one epoch of every loop, in a shuffled order (prunequant.latency.time_interleaved).
 
-  dataloader      for x, y in DataLoader(TensorDataset(X, Y), batch_size=32, shuffle=True)
-  engine-epoch    prunequant.engine._train_one_epoch: batches sliced from resident tensors
+  dataloader      for x, y in DataLoader(TensorDataset(X, Y), batch_size=32, shuffle=True), Adam
+  as-built        the same loop over batches sliced from resident tensors, the model as built
+  engine-epoch    prunequant.engine._train_one_epoch with the engine's fused Adam: resident
+                  tensors, and the model in its training form (the last AvgPool1d(2) a crop,
+                  exact before the global mean: prunequant.model.training_form)
   engine-train    prunequant.engine.train for one epoch: the epoch, validation, resume state
-  engine-fused    engine-epoch with Adam(fused=True): what a one-line engine change would give
-  engine-fused-crop  engine-fused, the last block's AvgPool1d(2) replaced by a crop to even
-                  length (exact before a global mean, see prunequant.quantize.fold.CropToEven)
 
 Every loop sums the loss and counts correct predictions, as the engine does.
 
@@ -31,7 +31,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from prunequant import engine
 from prunequant.latency import cpu_name, describe_speedup, pinned_threads, summarize, time_interleaved
 from prunequant.model import BlockSpec, ModelSpec, build_model
-from prunequant.quantize import CropToEven
 
 SPEC = ModelSpec(20, 10, (BlockSpec(25, 2, 140),))
 N_SAMPLES, LENGTH, BATCH_SIZE, LR = 2080, 101, 32, 1e-3
@@ -44,11 +43,9 @@ def make_data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def fresh_model_and_optimizer(seed: int, *, fused: bool = False, crop_last_pool: bool = False):
+def fresh_model_and_optimizer(seed: int, *, fused: bool = False):
     torch.manual_seed(seed)
     model = build_model(SPEC)
-    if crop_last_pool:
-        model.blocks[-1].pool = CropToEven()
     return model, torch.optim.Adam(model.parameters(), lr=LR, fused=fused or None)
 
 
@@ -77,8 +74,32 @@ def dataloader_epoch_runner(x, y, seed: int):
     return epoch
 
 
-def engine_epoch_runner(x, y, seed: int, **changes):
-    model, optimizer = fresh_model_and_optimizer(seed, **changes)
+def as_built_epoch_runner(x, y, seed: int):
+    """The engine's loop without its two changes: default Adam, the model as built."""
+    model, optimizer = fresh_model_and_optimizer(seed)
+    generator = torch.Generator().manual_seed(seed)
+
+    def epoch():
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(x), BATCH_SIZE):
+            idx = order[start : start + BATCH_SIZE]
+            logits = model(x[idx])
+            loss = nn.functional.cross_entropy(logits, y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(dim=1) == y[idx]).sum().item()
+        return loss_sum / len(x), correct / len(x)
+
+    epoch.model = model  # for the agreement check
+    return epoch
+
+
+def engine_epoch_runner(x, y, seed: int):
+    model, optimizer = fresh_model_and_optimizer(seed, fused=True)  # as engine.train builds it
     generator = torch.Generator().manual_seed(seed)
 
     def epoch():
@@ -117,13 +138,13 @@ def engine_train_runner(x, y, seed: int, workdir: Path):
     return epoch
 
 
-def proposed_change_agreement(x, y, seed: int, epochs: int = 3) -> tuple[float, float]:
+def training_form_agreement(x, y, seed: int, epochs: int = 3) -> tuple[float, float]:
     """Largest |loss difference| and |weight difference| after ``epochs`` of engine-epoch vs
-    engine-fused-crop from the same initial weights: float rounding only, if the change is exact."""
-    current = engine_epoch_runner(x, y, seed)
-    proposed = engine_epoch_runner(x, y, seed, fused=True, crop_last_pool=True)
-    loss_diff = max(abs(current()[0] - proposed()[0]) for _ in range(epochs))
-    weights = [dict(runner.model.named_parameters()) for runner in (current, proposed)]
+    as-built from the same initial weights and batch order: float rounding only, if exact."""
+    as_built = as_built_epoch_runner(x, y, seed)
+    engine_loop = engine_epoch_runner(x, y, seed)
+    loss_diff = max(abs(as_built()[0] - engine_loop()[0]) for _ in range(epochs))
+    weights = [dict(runner.model.named_parameters()) for runner in (as_built, engine_loop)]
     weight_diff = max((weights[0][name] - weights[1][name]).abs().max().item() for name in weights[0])
     return loss_diff, weight_diff
 
@@ -134,6 +155,7 @@ def profile_epochs(x, y, seed: int) -> None:
 
     for name, epoch in (
         ("engine-epoch", engine_epoch_runner(x, y, seed)),
+        ("as-built", as_built_epoch_runner(x, y, seed)),
         ("dataloader", dataloader_epoch_runner(x, y, seed)),
     ):
         epoch()  # warm-up
@@ -159,10 +181,9 @@ def main() -> None:
             return
         runners = {
             "dataloader": dataloader_epoch_runner(x, y, args.seed),
+            "as-built": as_built_epoch_runner(x, y, args.seed),
             "engine-epoch": engine_epoch_runner(x, y, args.seed),
             "engine-train": engine_train_runner(x, y, args.seed, Path(tmp)),
-            "engine-fused": engine_epoch_runner(x, y, args.seed, fused=True),
-            "engine-fused-crop": engine_epoch_runner(x, y, args.seed, fused=True, crop_last_pool=True),
         }
         times = time_interleaved(runners, rounds=args.rounds, warmup=1, seed=args.seed)
     references = {name: "dataloader" for name in runners if name != "dataloader"}
@@ -179,14 +200,14 @@ def main() -> None:
         f"{args.rounds} interleaved rounds of one epoch each, after one warm-up epoch"
     )
     print("# median ms per epoch [95% bootstrap interval]; speedup = DataLoader time / this loop's time\n")
-    loss_diff, weight_diff = proposed_change_agreement(x, y, args.seed)
+    loss_diff, weight_diff = training_form_agreement(x, y, args.seed)
     for name, entry in summary.items():
         line = f"{name:18s} {entry['median_ms']:8.1f} ms [{entry['low_ms']:.1f}-{entry['high_ms']:.1f}]"
         if "verdict" in entry:
             line += "  " + describe_speedup(entry)
         print(line)
     print(
-        f"\nengine-fused-crop vs engine-epoch after 3 epochs from the same weights: max |loss diff| "
+        f"\nengine-epoch vs as-built after 3 epochs from the same weights and batches: max |loss diff| "
         f"{loss_diff:.1e}, max |weight diff| {weight_diff:.1e} (float rounding: the same training)"
     )
 

@@ -2,7 +2,16 @@ import pytest
 import torch
 
 from prunequant.checkpoint import load_model, save_model
-from prunequant.model import BlockSpec, ModelSpec, SeparableCNN, build_model, prunable_block_names, spec_of
+from prunequant.model import (
+    BlockSpec,
+    CropToEven,
+    ModelSpec,
+    SeparableCNN,
+    build_model,
+    prunable_block_names,
+    spec_of,
+    training_form,
+)
 from prunequant.prune import prune_structured
 from prunequant.quantize.fold import deployment_model, fold_batchnorm
 
@@ -159,3 +168,38 @@ def test_deployment_form_is_exact_for_both_archs(arch, n_blocks):
         expected = model(x)
         assert (folded(x) - expected).abs().max() < 1e-4
         assert (deployed(x) - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("arch", ["separable", "residual"])
+@pytest.mark.parametrize("length", [101, 100])
+def test_training_form_gives_the_models_outputs_and_gradients_and_restores_the_pool(arch, length):
+    spec = ModelSpec(6, 3, (BlockSpec(5, 2, 8), BlockSpec(3, 1, 10)), arch=arch)
+    torch.manual_seed(0)
+    model = build_model(spec).train()
+    x = torch.randn(4, 6, length)
+    pool = model.blocks[-1].pool
+
+    def outputs_and_gradients():
+        model.zero_grad()
+        out = model(x)
+        out.square().sum().backward()
+        return out.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    expected, expected_grads = outputs_and_gradients()
+    with training_form(model):
+        assert isinstance(model.blocks[-1].pool, CropToEven)
+        assert model.blocks[0].pool is not pool and isinstance(model.blocks[0].pool, torch.nn.AvgPool1d)
+        got, got_grads = outputs_and_gradients()
+    assert model.blocks[-1].pool is pool
+    torch.testing.assert_close(got, expected)
+    for name in expected_grads:
+        torch.testing.assert_close(got_grads[name], expected_grads[name])
+
+
+def test_training_form_leaves_a_pool_it_cannot_replace_exactly():
+    model = build_model(ModelSpec(6, 3, (BlockSpec(5, 2, 8),)))
+    model.blocks[-1].pool = torch.nn.AvgPool1d(3)  # a mean of triples is not a crop's mean
+    with training_form(model):
+        assert isinstance(model.blocks[-1].pool, torch.nn.AvgPool1d)
+    with training_form(torch.nn.Linear(2, 2)) as other:
+        assert isinstance(other, torch.nn.Linear)

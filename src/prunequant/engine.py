@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from prunequant.checkpoint import atomic_torch_save, save_model
-from prunequant.model import SeparableCNN
+from prunequant.model import SeparableCNN, training_form
 
 __all__ = [
     "TrainConfig",
@@ -132,17 +132,18 @@ def _train_one_epoch(
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
     loss_sum, correct = 0.0, 0
-    for start in tqdm(range(0, len(x), batch_size), desc="Training"):
-        idx = order[start : start + batch_size]
-        logits = model(x[idx])
-        loss = nn.functional.cross_entropy(logits, y[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if after_step is not None:
-            after_step()
-        loss_sum += loss.item() * len(idx)
-        correct += (logits.argmax(dim=1) == y[idx]).sum().item()
+    with training_form(model):
+        for start in tqdm(range(0, len(x), batch_size), desc="Training"):
+            idx = order[start : start + batch_size]
+            logits = model(x[idx])
+            loss = nn.functional.cross_entropy(logits, y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(dim=1) == y[idx]).sum().item()
     return loss_sum / len(x), correct / len(x) * 100
 
 
@@ -214,7 +215,13 @@ def train(
     model.to(device)
     x_train, y_train = (t.to(device) for t in train_data)
     x_val, y_val = (t.to(device) for t in val_data)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # One fused kernel per step instead of a handful of ops per parameter (CPU and CUDA alike).
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        fused=device.type in ("cpu", "cuda"),
+    )
     scheduler = _make_scheduler(optimizer, config)
     generator = torch.Generator().manual_seed(config.seed)
 

@@ -15,6 +15,8 @@ rebuilt from its spec plus its weights.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -31,6 +33,8 @@ __all__ = [
     "SeparableCNN",
     "ResidualBlock",
     "ResidualCNN",
+    "CropToEven",
+    "training_form",
     "build_model",
     "spec_of",
     "prunable_block_names",
@@ -108,6 +112,13 @@ def _same_padding(kernel_size: int) -> tuple[int, int]:
     """Zero padding (left, right) that makes a residual block's depthwise conv give ceil(L / stride)
     steps, exactly what the strided 1x1 skip gives, for odd and even kernels alike."""
     return (kernel_size - 1) // 2, kernel_size // 2
+
+
+class CropToEven(nn.Module):
+    """Drops the last time step of an odd-length series: what AvgPool1d(2) ignores."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : x.shape[-1] // 2 * 2]
 
 
 class SeparableBlock(nn.Module):
@@ -242,3 +253,26 @@ def spec_of(model: nn.Module) -> ModelSpec:
 def prunable_block_names(spec: ModelSpec) -> list[str]:
     """Names of the blocks whose pointwise channels can be pruned (every block)."""
     return [f"blocks.{index}" for index in range(len(spec.blocks))]
+
+
+@contextmanager
+def training_form(model: nn.Module) -> Iterator[nn.Module]:
+    """The model with its last pooling as a crop, for training: the same function, fewer ops.
+
+    The last block's AvgPool1d(2) is followed only by the global mean over time, and the mean of
+    pairwise means is the mean over the first 2*floor(L/2) steps, so outputs and gradients are the
+    model's own up to float rounding; the pool's forward and backward were a fifth of a CPU
+    training step (bench/results/trainer-cpu.txt). The pool is put back on exit, so a saved model
+    is the architecture as built. Models of other classes (e.g. traced QAT graphs) are untouched.
+    """
+    last = model.blocks[-1] if isinstance(model, _BlockStack) else None
+    pool = getattr(last, "pool", None)
+    pairwise = isinstance(pool, nn.AvgPool1d) and pool.kernel_size == pool.stride == (2,)
+    if not (pairwise and pool.padding == (0,) and not pool.ceil_mode):
+        yield model
+        return
+    last.pool = CropToEven()
+    try:
+        yield model
+    finally:
+        last.pool = pool

@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from prunequant.model import ResidualBlock
+from prunequant.model import CropToEven, ResidualBlock
 
 __all__ = ["fold_batchnorm", "CropToEven", "deployment_model"]
 
@@ -87,13 +87,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             _absorb_into_linear(folded.head, scale, shift)
         block.norm = nn.Identity()
     return folded
-
-
-class CropToEven(nn.Module):
-    """Drops the last time step of an odd-length series: what AvgPool1d(2) ignores."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., : x.shape[-1] // 2 * 2]
 
 
 def deployment_model(model: nn.Module) -> nn.Module:
