@@ -17,7 +17,7 @@ from prunequant.config import (  # noqa: E402
     training_gpus,
 )
 from prunequant.data import group_names  # noqa: E402
-from prunequant.sources import library_sources  # noqa: E402
+from prunequant.sources import library_digests  # noqa: E402
 from prunequant.variants import (  # noqa: E402
     configured_models,
     configured_runs,
@@ -99,18 +99,15 @@ def setting(value):
 
 
 def code(script):
-    """The library modules a rule's script imports: edits to them rerun the rule.
+    """Digests of the library modules a rule's script imports: an edit to one reruns the rule.
 
-    Paths are relative to the working directory, so a project that is moved (or mounted
-    elsewhere on a cluster node) keeps the same inputs and plans nothing new.
+    A params value, so it costs the DAG nothing and a moved project (or one mounted elsewhere
+    on a cluster node) keeps the same digests and plans nothing new.
     """
-    return [
-        os.path.relpath(path)
-        for path in library_sources(
-            Path(workflow.basedir) / "scripts" / f"{script}.py",
-            Path(workflow.basedir) / "src" / "prunequant",
-        )
-    ]
+    return library_digests(
+        Path(workflow.basedir) / "scripts" / f"{script}.py",
+        Path(workflow.basedir) / "src" / "prunequant",
+    )
 
 
 def run_seed(wildcards):

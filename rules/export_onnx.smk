@@ -3,7 +3,6 @@ rule export_onnx:
     input:
         model=trained_model,
         dataset=dataset,
-        code=code("export_onnx"),
     output:
         onnx="results/{run}/export_onnx/{model}/model.onnx",
         evaluation="results/{run}/export_onnx/{model}/evaluation.json",
@@ -15,6 +14,7 @@ rule export_onnx:
     conda:
         "../envs/prunequant.yaml"
     params:
+        code=code("export_onnx"),
         variant=variant("fp32_onnxruntime"),
         batch_size=config["evaluate"]["batch_size"],
     script:

@@ -4,7 +4,6 @@ rule time_latency:
     input:
         artifacts=lambda wildcards: list(timed_artifacts(wildcards.runtime).values()),
         dataset=f"results/data/{split_name(FIRST_RUN)}/dataset.npz",
-        code=code("time_latency"),
     output:
         latency="results/latency/{runtime}.json",
     log:
@@ -15,6 +14,7 @@ rule time_latency:
         "../envs/prunequant.yaml"
     threads: lambda wildcards: workflow.cores
     params:
+        code=code("time_latency"),
         variants=lambda wildcards: list(timed_artifacts(wildcards.runtime)),
         references=lambda wildcards: latency_references(wildcards.runtime),
         latency=setting(config["latency"]),

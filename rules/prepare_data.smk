@@ -2,7 +2,6 @@
 rule prepare_data:
     input:
         data=data_files(config["data"]),
-        code=code("prepare_data"),
     output:
         dataset="results/data/{split}/dataset.npz",
         metadata="results/data/{split}/dataset.json",
@@ -13,6 +12,7 @@ rule prepare_data:
     conda:
         "../envs/prunequant.yaml"
     params:
+        code=code("prepare_data"),
         data=setting(active_data_settings(config["data"])),
         fold=lambda wildcards: (
             None

@@ -6,7 +6,6 @@ rule prune:
             lambda wildcards: {
                 "model": f"results/{wildcards.run}/train_baseline/model.pt",
                 "dataset": dataset(wildcards),
-                "code": code("prune"),
             }
             | (
                 {"sensitivity": f"results/{wildcards.run}/sensitivity/curves.csv"}
@@ -31,6 +30,7 @@ rule prune:
     resources:
         gpu=TRAINING_GPUS,
     params:
+        code=code("prune"),
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
         method=method,
@@ -49,7 +49,6 @@ rule sensitivity:
     input:
         model="results/{run}/train_baseline/model.pt",
         dataset=dataset,
-        code=code("sensitivity"),
     output:
         curves="results/{run}/sensitivity/curves.csv",
     log:
@@ -59,6 +58,7 @@ rule sensitivity:
     conda:
         "../envs/prunequant.yaml"
     params:
+        code=code("sensitivity"),
         sensitivity=setting(config["prune"]["sensitivity"]),
         not_prunable=config["model"]["not_prunable"],
         seed=run_seed,
@@ -71,7 +71,6 @@ rule sparsify:
     input:
         model="results/{run}/train_baseline/model.pt",
         dataset=dataset,
-        code=code("sparsify"),
     output:
         model="results/{run}/sparsify/{model}/model.pt",
         history="results/{run}/sparsify/{model}/history.csv",
@@ -89,6 +88,7 @@ rule sparsify:
     resources:
         gpu=TRAINING_GPUS,
     params:
+        code=code("sparsify"),
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
         method=method,
@@ -106,7 +106,6 @@ rule sparsify:
 rule from_scratch:
     input:
         dataset=dataset,
-        code=code("from_scratch"),
     output:
         model="results/{run}/from_scratch/{model}/model.pt",
         history="results/{run}/from_scratch/{model}/history.csv",
@@ -123,6 +122,7 @@ rule from_scratch:
     resources:
         gpu=TRAINING_GPUS,
     params:
+        code=code("from_scratch"),
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
         rate=lambda wildcards: parse_model(wildcards.model).rate,

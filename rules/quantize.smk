@@ -5,7 +5,6 @@ rule quantize:
         parent=trained_model,
         parent_predictions="results/{run}/export_onnx/{model}/predictions.csv",
         dataset=dataset,
-        code=code("quantize"),
     output:
         onnx="results/{run}/quantize/{model}/{recipe}/model.onnx",
         record="results/{run}/quantize/{model}/{recipe}/quantize.json",
@@ -18,6 +17,7 @@ rule quantize:
     conda:
         "../envs/prunequant.yaml"
     params:
+        code=code("quantize"),
         variant=variant("int8"),
         batch_size=config["evaluate"]["batch_size"],
         recipe=lambda wildcards: setting(recipe(wildcards.recipe)),
@@ -32,7 +32,6 @@ rule qat:
         model=trained_model,
         parent_predictions="results/{run}/export_onnx/{model}/predictions.csv",
         dataset=dataset,
-        code=code("qat"),
     output:
         onnx="results/{run}/qat/{model}/{recipe}/model.onnx",
         checkpoint="results/{run}/qat/{model}/{recipe}/checkpoint.pt",
@@ -50,6 +49,7 @@ rule qat:
     resources:
         gpu=TRAINING_GPUS,
     params:
+        code=code("qat"),
         variant=variant("int8"),
         batch_size=config["evaluate"]["batch_size"],
         recipe=lambda wildcards: setting(recipe(wildcards.recipe)),

@@ -21,7 +21,6 @@ rule report:
             if TUNING
             else []
         ),
-        code=code("report"),
     output:
         runs=report(
             "results/report/runs.csv",
@@ -51,6 +50,7 @@ rule report:
     conda:
         "../envs/prunequant.yaml"
     params:
+        code=code("report"),
         histories=list(training_histories()),
         quantization=list(quantization_records()),
         sensitivity=list(sensitivity_curves()),

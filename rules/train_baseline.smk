@@ -1,7 +1,6 @@
 rule train_baseline:
     input:
         dataset=dataset,
-        code=code("train_baseline"),
     output:
         **{
             key: f"results/{{run}}/train_baseline/{name}"
@@ -17,6 +16,7 @@ rule train_baseline:
     resources:
         gpu=TRAINING_GPUS,
     params:
+        code=code("train_baseline"),
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
         arch=config["model"]["arch"],
@@ -55,7 +55,6 @@ if TUNING:
         input:
             predictions=lambda wildcards: tuning_files(wildcards.split, "predictions"),
             evaluations=lambda wildcards: tuning_files(wildcards.split, "evaluation"),
-            code=code("choose_baseline"),
         output:
             choice="results/tune/{split}/choice.json",
         log:
@@ -65,6 +64,7 @@ if TUNING:
         conda:
             "../envs/prunequant.yaml"
         params:
+            code=code("choose_baseline"),
             layout=lambda wildcards: tuning_layout()[wildcards.split],
         script:
             "../scripts/choose_baseline.py"
@@ -77,7 +77,6 @@ if TUNING:
                 for candidate in TUNING
                 for name in CANDIDATE_OUTPUTS.values()
             ],
-            code=code("adopt_baseline"),
         output:
             **{
                 key: f"results/{{run}}/train_baseline/{name}"
@@ -89,6 +88,7 @@ if TUNING:
         conda:
             "../envs/prunequant.yaml"
         params:
+            code=code("adopt_baseline"),
             candidates=lambda wildcards: {
                 candidate: {
                     key: f"results/{wildcards.run}/tune/{candidate}/{name}"

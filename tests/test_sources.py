@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from prunequant.sources import library_sources
+from prunequant.sources import library_digests, library_sources
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "prunequant"
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -57,3 +57,18 @@ def test_relative_imports_inside_a_subpackage_are_followed(tmp_path):
     script.write_text("from prunequant.sub import thing\n")
     found = {str(Path(p).relative_to(package)) for p in library_sources(script, package)}
     assert found == {"__init__.py", "sub/__init__.py", "sub/leaf.py", "top.py"}
+
+
+def test_digests_name_modules_relative_to_the_package_and_follow_their_content(tmp_path):
+    package = tmp_path / "src" / "prunequant"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text("VALUE = 1\n")
+    script = tmp_path / "job.py"
+    script.write_text("from prunequant.helper import VALUE\n")
+    before = library_digests(script, package)
+    assert set(before) == {"prunequant/__init__.py", "prunequant/helper.py"}
+    (package / "helper.py").write_text("VALUE = 2\n")
+    after = library_digests(script, package)
+    assert after["prunequant/helper.py"] != before["prunequant/helper.py"]
+    assert after["prunequant/__init__.py"] == before["prunequant/__init__.py"]

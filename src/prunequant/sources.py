@@ -1,17 +1,21 @@
-"""Which library files a workflow script depends on.
+"""Which library files a workflow script depends on, and their content digests.
 
 Snakemake's code trigger only sees the script file itself, not the modules it
-imports. Rules list these files as inputs so that editing a library module
-reruns exactly the stages whose scripts import it, directly or indirectly.
+imports. Rules pass the digests of these files as a param, so that editing a
+library module reruns exactly the stages whose scripts import it, directly or
+indirectly. As a param rather than as input files they cost the DAG nothing:
+a few thousand code inputs made every `snakemake` call match each one against
+every rule's outputs.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 from functools import cache
 from pathlib import Path
 
-__all__ = ["library_sources"]
+__all__ = ["library_digests", "library_sources"]
 
 PACKAGE = "prunequant"
 
@@ -94,3 +98,17 @@ def _library_sources(script: Path, package_dir: Path) -> tuple[str, ...]:
                 found.add(module_file)
                 pending.append(module_file)
     return tuple(sorted(str(path) for path in found))
+
+
+def library_digests(script: str | Path, package_dir: str | Path) -> dict[str, str]:
+    """Module path (``prunequant/...``, relative, so a moved project matches) → SHA-256 prefix of
+    its bytes, for every module :func:`library_sources` finds for ``script``."""
+    package_dir = Path(package_dir)
+    return {
+        Path(path).relative_to(package_dir.parent).as_posix(): _digest(Path(path))
+        for path in library_sources(script, package_dir)
+    }
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
