@@ -10,8 +10,8 @@ every rule's outputs.
 
 from __future__ import annotations
 
-import ast
 import hashlib
+import re
 from functools import cache
 from pathlib import Path
 
@@ -20,33 +20,45 @@ __all__ = ["library_digests", "library_sources"]
 PACKAGE = "prunequant"
 
 
-def _absolute(node: ast.ImportFrom, module_name: str | None, is_package: bool) -> str | None:
-    """The absolute module a ``from ... import`` names, resolving leading dots."""
-    if node.level == 0:
-        return node.module
+# Import statements, read off the text rather than an AST: every `snakemake` call plans with this
+# at start-up, and parsing each module was most of what a no-op `snakemake -n` spent in this
+# workflow. A match inside a docstring adds a dependency that does not exist, which can only
+# rerun a stage more often, never less.
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.MULTILINE)
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n]*)", re.MULTILINE)
+
+
+def _names(text: str) -> list[str]:
+    """``a as b, c`` (or a parenthesised, commented, multi-line list) → ["a", "c"]."""
+    lines = [line.split("#", 1)[0] for line in text.strip("()").splitlines()]
+    items = " ".join(lines).replace("\\", " ").split(",")
+    return [item.split(" as ")[0].strip() for item in items if item.strip() and item.strip() != "*"]
+
+
+def _absolute(level: int, module: str, module_name: str | None, is_package: bool) -> str | None:
+    """The absolute module a ``from ... import`` names, resolving ``level`` leading dots."""
+    if level == 0:
+        return module
     if module_name is None:
         return None  # a relative import in a script outside the package
     parts = module_name.split(".")
     base = parts if is_package else parts[:-1]
-    base = base[: len(base) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([module] if module else []))
 
 
-# Every `snakemake` call plans with this for each rule at start-up, and the rules share most
-# modules: each file is parsed once per process (a no-op `snakemake -n` pays for it).
-@cache
+@cache  # the rules share most modules: each file is read once per process
 def _imported_modules(path: Path, module_name: str | None = None) -> frozenset[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    text = path.read_text()
     modules: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            module = _absolute(node, module_name, path.name == "__init__.py")
-            if module:
-                modules.add(module)
-                # "from prunequant import data" imports the submodule prunequant.data
-                modules.update(f"{module}.{alias.name}" for alias in node.names)
+    for match in _IMPORT.finditer(text):
+        modules.update(_names(match[1].split(";")[0]))
+    for dots, module, names in _FROM_IMPORT.findall(text):
+        absolute = _absolute(len(dots), module, module_name, path.name == "__init__.py")
+        if absolute:
+            modules.add(absolute)
+            # "from prunequant import data" imports the submodule prunequant.data
+            modules.update(f"{absolute}.{name}" for name in _names(names.split(";")[0]))
     # Importing a.b.c runs a/__init__ and a/b/__init__ first: the parent packages count too.
     parents = {".".join(name.split(".")[:end]) for name in modules for end in range(1, name.count(".") + 1)}
     return frozenset(name for name in modules | parents if name == PACKAGE or name.startswith(PACKAGE + "."))
