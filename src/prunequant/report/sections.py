@@ -82,6 +82,23 @@ def _paired_rows(rows: pd.DataFrame, reference_of, predictions: Predictions, sta
 _CMP = lambda r: difference(r, "cmp")  # noqa: E731 - a column renderer
 
 
+def _against_reference(title: str, text: str, rows: list[dict], *, reference: str) -> list[str]:
+    """A study subsection: each variant's test accuracy and its paired difference from ``reference``."""
+    return [
+        f"### {title}",
+        text,
+        table(
+            rows,
+            [
+                ("variant", lambda r: f"`{r['model']}`"),
+                ("test acc % [CI]", lambda r: interval(r, "accuracy")),
+                ("params", lambda r: f"{int(r['parameters']):,}"),
+                (f"vs {reference}, pp [CI]", _CMP),
+            ],
+        ),
+    ]
+
+
 def pruning_section(
     summary: pd.DataFrame,
     predictions: Predictions,
@@ -139,21 +156,13 @@ def pruning_section(
         stats,
     )
     if scope_rows:
-        parts += [
-            "### Layer-wise vs global ranking",
+        parts += _against_reference(
+            "Layer-wise vs global ranking",
             "Global scope ranks all blocks' channels together (after per-layer normalisation, with "
-            "a floor per "
-            "block); compared with layer-wise pruning of the same criterion and final rate.",
-            table(
-                scope_rows,
-                [
-                    ("variant", lambda r: f"`{r['model']}`"),
-                    ("test acc % [CI]", lambda r: interval(r, "accuracy")),
-                    ("params", lambda r: f"{int(r['parameters']):,}"),
-                    ("vs layer-wise, pp [CI]", _CMP),
-                ],
-            ),
-        ]
+            "a floor per block); compared with layer-wise pruning of the same criterion and final rate.",
+            scope_rows,
+            reference="layer-wise",
+        )
     schedule_rows = _paired_rows(
         structured[structured["schedule"] == "iterative"],
         lambda r: same_point(r, scope=r["scope"], schedule="oneshot"),
@@ -161,24 +170,16 @@ def pruning_section(
         stats,
     )
     if schedule_rows:
-        parts += [
-            "### One-shot vs iterative pruning",
+        parts += _against_reference(
+            "One-shot vs iterative pruning",
             "Same criterion, scope and final channel count; the iterative schedule splits the same total "
             "fine-tuning epochs between its steps, so the comparison measures the schedule, not the budget.",
-            table(
-                schedule_rows,
-                [
-                    ("variant", lambda r: f"`{r['model']}`"),
-                    ("test acc % [CI]", lambda r: interval(r, "accuracy")),
-                    ("params", lambda r: f"{int(r['parameters']):,}"),
-                    ("vs one-shot, pp [CI]", _CMP),
-                ],
-            ),
-        ]
+            schedule_rows,
+            reference="one-shot",
+        )
 
     unstructured = fp32[fp32["family"] == "unstructured"]
     if len(unstructured):
-        merged = unstructured  # the summary carries each storage format's bytes
         parts += [
             "### Structured vs unstructured pruning, and what sparse storage really saves",
             "Unstructured pruning zeroes weights but keeps every channel: the dense model still stores and "
@@ -187,7 +188,7 @@ def pruning_section(
             "dense size, "
             "the indices eat the saving.",
             table(
-                merged,
+                unstructured,  # the summary carries each storage format's bytes
                 [
                     ("variant", lambda r: f"`{r['model']}`"),
                     ("test acc % [CI]", lambda r: interval(r, "accuracy")),
