@@ -128,31 +128,47 @@ CANDIDATE_OUTPUTS = {
 }
 
 
-def tuning_layout():
-    """Split → its choice file and every candidate's predictions and evaluation, by run."""
+def candidate_files(run):
+    """Candidate → output key → path of every tuning-grid point trained in ``run``."""
     return {
-        split: {
-            "choice": f"results/tune/{split}/choice.json",
-            **{
-                key: {
-                    candidate: {
-                        run: f"results/{run}/tune/{candidate}/{CANDIDATE_OUTPUTS[key]}"
-                        for run in RUNS
-                        if split_name(run) == split
-                    }
-                    for candidate in TUNING
-                }
-                for key in ("predictions", "evaluation")
-            },
+        candidate: {
+            key: f"results/{run}/tune/{candidate}/{name}"
+            for key, name in CANDIDATE_OUTPUTS.items()
         }
-        for split in SPLITS
+        for candidate in TUNING
     }
 
 
-def tuning_files(split, key):
-    """The ``key`` ("predictions" or "evaluation") file of every candidate and run of a split."""
-    by_candidate = tuning_layout()[split][key]
-    return [path for by_run in by_candidate.values() for path in by_run.values()]
+# Split → its choice file and every candidate's predictions and evaluation, by run (empty
+# without a grid): what choose_baseline reads, and the report after it.
+TUNING_LAYOUT = {
+    split: {
+        "choice": f"results/tune/{split}/choice.json",
+        **{
+            key: {
+                candidate: {
+                    run: candidate_files(run)[candidate][key]
+                    for run in RUNS
+                    if split_name(run) == split
+                }
+                for candidate in TUNING
+            }
+            for key in ("predictions", "evaluation")
+        },
+    }
+    for split in (SPLITS if TUNING else [])
+}
+
+
+def tuning_files(split):
+    """Every candidate's predictions and evaluation in a split: what its choice reads."""
+    layout = TUNING_LAYOUT[split]
+    return [
+        path
+        for key in ("predictions", "evaluation")
+        for by_run in layout[key].values()
+        for path in by_run.values()
+    ]
 
 
 def model_settings(model):

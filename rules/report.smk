@@ -7,20 +7,11 @@ rule report:
         quantization=list(quantization_records().values()),
         sensitivity=list(sensitivity_curves().values()),
         datasets=expand("results/data/{split}/dataset.json", split=SPLITS),
-        tuning=(
-            [
-                path
-                for split in SPLITS
-                for key in ("choice", "predictions", "evaluation")
-                for path in (
-                    [tuning_layout()[split]["choice"]]
-                    if key == "choice"
-                    else tuning_files(split, key)
-                )
-            ]
-            if TUNING
-            else []
-        ),
+        tuning=[
+            path
+            for split, layout in TUNING_LAYOUT.items()
+            for path in [layout["choice"], *tuning_files(split)]
+        ],
     output:
         runs=report(
             "results/report/runs.csv",
@@ -59,6 +50,6 @@ rule report:
         settings=setting(config["report"]),
         config=setting(config),
         runs=RUNS,
-        tuning=tuning_layout() if TUNING else {},
+        tuning=TUNING_LAYOUT,
     script:
         "../scripts/report.py"

@@ -53,8 +53,7 @@ if TUNING:
 
     rule choose_baseline:
         input:
-            predictions=lambda wildcards: tuning_files(wildcards.split, "predictions"),
-            evaluations=lambda wildcards: tuning_files(wildcards.split, "evaluation"),
+            candidates=lambda wildcards: tuning_files(wildcards.split),
         output:
             choice="results/tune/{split}/choice.json",
         log:
@@ -65,7 +64,7 @@ if TUNING:
             "../envs/prunequant.yaml"
         params:
             code=code("choose_baseline"),
-            layout=lambda wildcards: tuning_layout()[wildcards.split],
+            layout=lambda wildcards: TUNING_LAYOUT[wildcards.split],
         script:
             "../scripts/choose_baseline.py"
 
@@ -73,9 +72,9 @@ if TUNING:
         input:
             choice=lambda wildcards: f"results/tune/{split_name(wildcards.run)}/choice.json",
             candidates=lambda wildcards: [
-                f"results/{wildcards.run}/tune/{candidate}/{name}"
-                for candidate in TUNING
-                for name in CANDIDATE_OUTPUTS.values()
+                path
+                for files in candidate_files(wildcards.run).values()
+                for path in files.values()
             ],
         output:
             **{
@@ -89,13 +88,7 @@ if TUNING:
             "../envs/prunequant.yaml"
         params:
             code=code("adopt_baseline"),
-            candidates=lambda wildcards: {
-                candidate: {
-                    key: f"results/{wildcards.run}/tune/{candidate}/{name}"
-                    for key, name in CANDIDATE_OUTPUTS.items()
-                }
-                for candidate in TUNING
-            },
+            candidates=lambda wildcards: candidate_files(wildcards.run),
         script:
             "../scripts/adopt_baseline.py"
 
