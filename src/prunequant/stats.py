@@ -92,13 +92,18 @@ class Recommendation:
 
 
 def accuracy_interval(
-    correct_by_run: Mapping[str, np.ndarray], *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+    correct_by_run: Mapping[str, np.ndarray],
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    split: str = "test",
 ) -> Interval:
     """Mean accuracy over runs with a ``confidence`` interval, in percent.
 
     Several runs: Student-t interval of the per-run accuracies, so it covers seed-to-seed variation
     (clipped to [0, 100], the range an accuracy can take). One run: percentile bootstrap over its
-    samples, which only covers the finite test set.
+    samples, which only covers the finite ``split`` (named in the method text).
     """
     _check_confidence(confidence)
     runs = _as_bool_runs(correct_by_run, "correct_by_run")
@@ -124,7 +129,7 @@ def accuracy_interval(
         float(100.0 * correct.mean()),
         float(interval.low),
         float(interval.high),
-        f"bootstrap over {correct.size} test samples",
+        f"bootstrap over {correct.size} {split} samples",
     )
 
 

@@ -54,7 +54,7 @@ def tuning_table(
         correct = {run: _validation_correct(path) for run, path in by_run.items()}
         if any(values.size == 0 for values in correct.values()):
             raise UserError(f"baseline tuning: {candidate} has no validation predictions to choose on")
-        interval = accuracy_interval(correct, confidence=confidence, n_boot=n_boot)
+        interval = accuracy_interval(correct, confidence=confidence, n_boot=n_boot, split="validation")
         batch_size, lr = parse_candidate(candidate)
         losses = [read_json(path)["val_loss"] for path in evaluations[candidate].values()]
         rows.append(
@@ -65,7 +65,7 @@ def tuning_table(
                 "val_accuracy": interval.estimate,
                 "val_accuracy_low": interval.low,
                 "val_accuracy_high": interval.high,
-                "interval_method": interval.method.replace("test samples", "validation samples"),
+                "interval_method": interval.method,
                 "val_loss": float(np.mean(losses)),
                 "runs": len(correct),
                 "val_accuracy_by_run": " ".join(

@@ -397,7 +397,8 @@ def plot_tuning(tables: Mapping[str, pd.DataFrame], chosen: Mapping[str, str], p
     for index, (split, grid) in enumerate(tables.items()):
         ax = fig.add_subplot(len(tables), 1, index + 1)
         groups = list(grid.groupby(series))
-        for position, (colour, (value, rows)) in enumerate(zip(_CYCLE * 4, groups, strict=False)):
+        for position, (value, rows) in enumerate(groups):
+            colour = _CYCLE[position % len(_CYCLE)]
             rows = rows.sort_values(x)
             nudge = 1.06 ** (position - (len(groups) - 1) / 2)
             low, mean, high = (rows[f"val_accuracy{end}"] for end in ("_low", "", "_high"))
