@@ -9,8 +9,11 @@ order, one intra-op thread. Each fp32 form is timed at every graph optimisation 
 fastest one is the baseline. Reports per-form medians, the median ratio fastest-fp32 / int8 with a
 paired bootstrap interval over rounds, top-1 agreement and logit error of every int8 form against
 fp32 on held-out random inputs, and ORT's profile (per-op-type share of kernel time).
+``--channels/--length/--width/--classes`` time another one-block shape, e.g. the default data's
+(JapaneseVowels: 12 channels x 100 steps, 9 classes; width 140, or 70 after pruning half).
 
     python bench/int8_profile.py > bench/results/int8-profile.txt
+    python bench/int8_profile.py --channels 12 --length 100 --classes 9 --width 70
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from prunequant.quantize.agreement import agreement
 from prunequant.quantize.ptq import int8_friendly_graph, quantize_ptq
 from prunequant.quantize.runtime import session_options
 
-N_CHANNELS, LENGTH, N_CLASSES = 20, 101, 10
-SEED_SPEC = ModelSpec(N_CHANNELS, N_CLASSES, (BlockSpec(25, 2, 140),))
+# The seed shape; --channels/--length/--width/--classes give another (e.g. the default data's).
+N_CHANNELS, LENGTH, WIDTH, N_CLASSES = 20, 101, 140, 10
 DEPTHWISE, POINTWISE, HEAD = "node_conv1d", "node_conv1d_1", "node_linear"  # node names in the export
 LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -69,10 +72,10 @@ RECIPES = {  # name: quantize_ptq settings besides the calibration; graph rewrit
 }
 
 
-def build_fp32(directory: Path, seed: int) -> Path:
-    """Seed model, random weights, BatchNorm statistics from random inputs; deployment form exported."""
+def build_fp32(directory: Path, spec: ModelSpec, length: int, seed: int) -> Path:
+    """One-block model, random weights, BatchNorm statistics from random inputs; deployment form exported."""
     torch.manual_seed(seed)
-    model = build_model(SEED_SPEC)
+    model = build_model(spec)
     for block in model.blocks:
         block.norm.momentum = None  # cumulative average: running stats = stats of every batch seen
         with torch.no_grad():
@@ -81,9 +84,11 @@ def build_fp32(directory: Path, seed: int) -> Path:
     model.train()
     with torch.no_grad():
         for _ in range(20):
-            model(torch.randn(64, N_CHANNELS, LENGTH))
+            model(torch.randn(64, spec.in_channels, length))
     model.eval()
-    return export_onnx(deployment_model(model), directory / "fp32.onnx", n_channels=N_CHANNELS, length=LENGTH)
+    return export_onnx(
+        deployment_model(model), directory / "fp32.onnx", n_channels=spec.in_channels, length=length
+    )
 
 
 def make_session(path: Path, level: str, *, profile_prefix: str | None = None) -> ort.InferenceSession:
@@ -161,16 +166,21 @@ def main() -> None:
     parser.add_argument("--calls-b64", type=int, default=10, help="timed calls per round at batch 64")
     parser.add_argument("--calibration-samples", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--channels", type=int, default=N_CHANNELS, help="input channels")
+    parser.add_argument("--length", type=int, default=LENGTH, help="input time steps")
+    parser.add_argument("--width", type=int, default=WIDTH, help="pointwise output channels")
+    parser.add_argument("--classes", type=int, default=N_CLASSES)
     args = parser.parse_args()
+    spec = ModelSpec(args.channels, args.classes, (BlockSpec(25, 2, args.width),))
     torch.set_num_threads(1)  # torch only builds the model; keep its pool out of ORT's way
     rng = np.random.default_rng(args.seed)
-    calibration = rng.standard_normal((512, N_CHANNELS, LENGTH), dtype=np.float32)
-    held_out = rng.standard_normal((2048, N_CHANNELS, LENGTH), dtype=np.float32)
+    calibration = rng.standard_normal((512, args.channels, args.length), dtype=np.float32)
+    held_out = rng.standard_normal((2048, args.channels, args.length), dtype=np.float32)
     batches = {1: held_out[:1].copy(), 64: held_out[:64].copy()}
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        fp32 = build_fp32(directory, args.seed)
+        fp32 = build_fp32(directory, spec, args.length, args.seed)
         fp32_rewritten = directory / "fp32_rewritten.onnx"
         onnx.save(int8_friendly_graph(onnx.load(str(fp32))), str(fp32_rewritten))
         fp32_forms = {"fp32 exported": fp32, "fp32 rewritten": fp32_rewritten}
@@ -210,7 +220,8 @@ def main() -> None:
         print(f"# onnxruntime {ort.__version__}, numpy {np.__version__}, python {platform.python_version()}")
         print(f"# command: python bench/{Path(__file__).name} {' '.join(sys.argv[1:])}".rstrip())
         print(
-            f"# seed model [{N_CHANNELS} x {LENGTH}], MinMax calibration on {args.calibration_samples} "
+            f"# one-block model [{args.channels} x {args.length}] -> width {args.width}, "
+            f"MinMax calibration on {args.calibration_samples} "
             f"random normal inputs; {args.rounds} interleaved rounds, each form once per round, shuffled, "
             f"{args.calls_b1} calls (b1) / {args.calls_b64} calls (b64) per round, 1 intra-op thread"
         )

@@ -11,6 +11,8 @@ Three parts:
   3. The import time of every library module the workflow scripts import, each in a fresh
      interpreter (``python -X importtime``), and the heaviest packages below them: what to
      make lazy.
+  4. What a torch job's exit costs: a miniature job process (imports, 20 training steps)
+     with Python's final garbage collection, and with job_logging's gc.freeze() at exit.
 
     python bench/overhead.py RUN_DIR [--snakefile PATH] > bench/results/overhead.txt
 """
@@ -22,6 +24,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -99,6 +102,57 @@ def _ms_with_interval(entry: dict) -> str:
     return f"{entry['median_ms']:7.0f} ms [{entry['low_ms']:.0f}-{entry['high_ms']:.0f}]"
 
 
+def time_commands(commands: dict[str, list[str]], *, cwd: Path, rounds: int, seed: int) -> dict:
+    """Wall ms of each command per round; every command once per round, in a shuffled order."""
+    rng = np.random.default_rng(seed)
+    names = list(commands)
+    times = {name: np.empty(rounds) for name in names}
+    for round_index in range(rounds):
+        for position in rng.permutation(len(names)):
+            started = time.perf_counter()
+            subprocess.run(commands[names[position]], cwd=cwd, capture_output=True, check=True)
+            times[names[position]][round_index] = (time.perf_counter() - started) * 1000.0
+    return times
+
+
+# A torch job in miniature: the training library's imports, one short training, its log.
+TORCH_JOB = """
+import atexit, sys, torch
+import prunequant.jobs
+from prunequant.model import BlockSpec, ModelSpec, build_model
+with prunequant.jobs.job_logging(sys.argv[1], threads=1):
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(20, 10, (BlockSpec(25, 2, 140),)))
+    optimizer = torch.optim.Adam(model.parameters())
+    for _ in range(20):
+        loss = model(torch.randn(32, 20, 101)).logsumexp(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+if sys.argv[2] == "collect":
+    atexit.unregister(prunequant.jobs._skip_final_garbage_collection)
+"""
+
+
+def exit_report(rounds: int, seed: int) -> list[str]:
+    """A torch job process with and without job_logging's skip of the final garbage collection."""
+    from prunequant.latency import summarize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = str(Path(tmp) / "job.log")
+        commands = {
+            f"{mode} at exit": [sys.executable, "-c", TORCH_JOB, log, mode] for mode in ("collect", "freeze")
+        }
+        times = time_commands(commands, cwd=ROOT, rounds=rounds, seed=seed)
+    summary = summarize(times, references={"freeze at exit": "collect at exit"}, seed=seed)
+    frozen = summary["freeze at exit"]
+    return [
+        *(f"{name:26s} {_ms_with_interval(summary[name])}" for name in commands),
+        f"process wall time, collect / freeze: {frozen['speedup']:.2f}x "
+        f"[{frozen['speedup_low']:.2f}-{frozen['speedup_high']:.2f}]",
+    ]
+
+
 def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -> list[str]:
     """``snakemake --version`` vs ``snakemake -n`` in the finished project, interleaved."""
     from prunequant.latency import summarize
@@ -111,14 +165,7 @@ def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -
     if dry_run.returncode != 0 or "Nothing to be done" not in dry_run.stdout + dry_run.stderr:
         tail = (dry_run.stdout + dry_run.stderr).strip().splitlines()[-3:]
         return [f"the dry run is not a no-op here (exit {dry_run.returncode}): {' | '.join(tail)}"]
-    rng = np.random.default_rng(seed)
-    names = list(commands)
-    times = {name: np.empty(rounds) for name in names}
-    for round_index in range(rounds):
-        for position in rng.permutation(len(names)):
-            started = time.perf_counter()
-            subprocess.run(commands[names[position]], cwd=run_dir, capture_output=True, check=True)
-            times[names[position]][round_index] = (time.perf_counter() - started) * 1000.0
+    times = time_commands(commands, cwd=run_dir, rounds=rounds, seed=seed)
     # "speedup" of --version over -n is the cost ratio -n / --version, per round.
     summary = summarize(times, references={"snakemake --version": "snakemake -n"}, seed=seed)
     version, dry = summary["snakemake --version"], summary["snakemake -n"]
@@ -238,6 +285,11 @@ def main() -> None:
         f"({args.import_rounds} rounds, fresh interpreter each)"
     )
     print("\n".join(import_report(args.import_rounds)))
+    print(
+        f"\n## 4. a torch job's process (imports, 20 training steps, exit), {args.rounds} interleaved "
+        "rounds (ms, median): Python's final garbage collection vs gc.freeze() at exit"
+    )
+    print("\n".join(exit_report(args.rounds, args.seed)))
 
 
 if __name__ == "__main__":

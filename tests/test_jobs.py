@@ -1,4 +1,5 @@
 import logging
+import subprocess
 import sys
 import warnings
 
@@ -70,3 +71,33 @@ def test_successful_job_ends_its_log_with_the_stage_time(tmp_path):
 def test_json_round_trip(tmp_path):
     write_json({"b": 1, "a": [1.5, "x"]}, tmp_path / "deep" / "m.json")
     assert read_json(tmp_path / "deep" / "m.json") == {"a": [1.5, "x"], "b": 1}
+
+
+@pytest.mark.parametrize("imports_torch", [False, True])
+def test_threads_reach_torch_only_in_a_job_that_imported_it(tmp_path, imports_torch):
+    # A fresh interpreter: this test process has imported torch long ago.
+    code = f"""
+import sys
+{"import torch; torch.set_num_threads(2)" if imports_torch else ""}
+from prunequant.jobs import job_logging
+with job_logging({str(tmp_path / "job.log")!r}, threads=1):
+    pass
+torch = sys.modules.get("torch")
+print(torch.get_num_threads() if torch else "no torch")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ("1" if imports_torch else "no torch")
+
+
+def test_a_job_process_skips_the_final_garbage_collection(tmp_path):
+    # atexit runs handlers last-registered-first: this one runs after job_logging's.
+    code = f"""
+import atexit, gc
+atexit.register(lambda: print(gc.get_freeze_count() > 0))
+from prunequant.jobs import job_logging
+with job_logging({str(tmp_path / "job.log")!r}):
+    pass
+print(gc.get_freeze_count() > 0)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True"]

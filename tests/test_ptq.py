@@ -315,3 +315,36 @@ def test_quantizing_without_the_rewrite_keeps_the_exported_tail(tiny):
     record = run_ptq(tiny, "no_rewrite", rewrite_graph=False)
     assert record["op_counts"].get("ReduceMean") == 1 and record["rewrite_graph"] is False
     assert record["op_counts"].get("QLinearConv") == 2
+
+
+QUANTIZE_WITHOUT_TORCH = """
+import sys
+import numpy as np
+from prunequant.quantize.ptq import quantize_ptq
+quantize_ptq(fp32_path=sys.argv[1], int8_path=sys.argv[2], record_path=sys.argv[3],
+             train_inputs=np.load(sys.argv[4]), seed=0, calibration_samples=64,
+             calibration_method="MinMax", quant_format="QOperator", per_channel=True)
+print(sorted(name for name in sys.modules if name == "torch" or name.startswith("torch.")))
+"""
+
+
+def test_quantizing_never_imports_torch(tiny, tmp_path):
+    # A quantize job runs on ONNX files only: importing torch would cost it seconds of start-up.
+    np.save(tmp_path / "train.npy", tiny["train"])
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            QUANTIZE_WITHOUT_TORCH,
+            str(tiny["fp32"]),
+            str(tmp_path / "int8.onnx"),
+            str(tmp_path / "int8.json"),
+            str(tmp_path / "train.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert result.stdout.strip() == "[]"
+    assert count_quantized_ops(tmp_path / "int8.onnx")["QLinearConv"] == 2

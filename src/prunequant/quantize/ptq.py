@@ -29,6 +29,7 @@ __all__ = [
     "CALIBRATION_BATCH",
     "QUANTIZABLE_OP_TYPES",
     "quantize_static_int8",
+    "prepare_for_quantization",
     "int8_friendly_graph",
     "calibration_batch_size",
     "select_calibration",
@@ -130,6 +131,18 @@ def _check_quant_args(
         raise ValueError("calibration set contains NaN or infinite values")
 
 
+def prepare_for_quantization(fp32_path: str | os.PathLike, prepared_path: str | os.PathLike) -> None:
+    """ORT's pre-processing (graph optimisation, ONNX shape inference) before quantize_static.
+
+    Symbolic shape inference is skipped: ONNX's own inference types every tensor of these
+    models (the batch axis is the only symbolic one), and the quantized nodes and initializers
+    come out the same. Its module would import torch when torch is installed (onnxruntime.tools
+    does), two seconds of a quantization job that otherwise never loads torch.
+    """
+    with quiet():
+        ortq.quant_pre_process(str(fp32_path), str(prepared_path), skip_symbolic_shape=True)
+
+
 def _check_nodes_to_exclude(prepared: onnx.ModelProto, nodes_to_exclude: Sequence[str]) -> None:
     known = [name for name, _ in _weighted_nodes(prepared.graph)]
     unknown = sorted(set(nodes_to_exclude) - set(known))
@@ -170,8 +183,7 @@ def quantize_static_int8(
             onnx.save(int8_friendly_graph(onnx.load(str(fp32_path))), str(source))
         prepared = Path(tmpdir) / "prepared.onnx"
         quantized = Path(tmpdir) / "int8.onnx"
-        with quiet():
-            ortq.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+        prepare_for_quantization(source, prepared)
         # Names are checked on the pre-processed graph: that is the one the quantizer sees.
         _check_nodes_to_exclude(onnx.load(str(prepared)), nodes_to_exclude)
         with quiet():

@@ -70,6 +70,7 @@ from prunequant.quantize.ptq import (
     count_quantized_ops,
     has_int8_ops,
     int8_friendly_graph,
+    prepare_for_quantization,
     select_calibration,
 )
 from prunequant.quantize.runtime import OnnxClassifier
@@ -609,8 +610,8 @@ def convert_to_int8(
             tensor: [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
             for tensor, (scale, zero_point) in expected.items()
         }
+        prepare_for_quantization(fp32_path, prepared)
         with quiet():
-            ortq.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
             ortq.quantize_static(
                 str(prepared),
                 str(quantized),
