@@ -101,7 +101,7 @@ def test_one_run_uses_a_bootstrap_over_test_samples():
     runs = load_runs(FIXTURE)
     table = aggregate(runs[runs["run"] == "seed0"], FIXTURE, n_boot=N_BOOT)
     assert set(table["interval_method"]) == {"bootstrap over 80 test samples"}
-    assert set(table["val_interval_method"]) == {"bootstrap over 40 test samples"}
+    assert set(table["val_interval_method"]) == {"bootstrap over 40 validation samples"}
 
 
 def test_aggregate_rejects_predictions_of_other_samples(results):

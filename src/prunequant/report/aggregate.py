@@ -215,7 +215,9 @@ def aggregate(
         test = {run: correct[variant, run]["test"] for run in group["run"]}
         val = {run: correct[variant, run]["val"] for run in group["run"]}
         test_interval = accuracy_interval(test, confidence=confidence, n_boot=n_boot, seed=seed)
-        val_interval = accuracy_interval(val, confidence=confidence, n_boot=n_boot, seed=seed)
+        val_interval = accuracy_interval(
+            val, confidence=confidence, n_boot=n_boot, seed=seed, split="validation"
+        )
         first = group.iloc[0]
         row = {column: first[column] for column in _DESCRIPTIVE_COLUMNS}
         row |= {
