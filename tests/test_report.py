@@ -22,7 +22,7 @@ SETTINGS = {
     "max_latency_ms": None,
     "latency_batch": 1,
     "objective": "weight_bytes",
-    "confidence": 0.95,
+    "confidence": 0.9,  # not the default: the report must print the level it was given
     "bootstrap_samples": 200,
 }
 
@@ -194,6 +194,7 @@ def test_the_markdown_answers_the_questions(built):
         assert f"figures/{name}.png" in text
         assert figure_text(ROOT / "captions", name)[0] in text
     assert "vs `baseline/" in text  # a speedup always names its reference
+    assert "with 90% intervals" in text and "test acc % [90% CI]" in text
 
 
 def test_the_recommendation_ignores_test_labels(built, tmp_path):

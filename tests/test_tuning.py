@@ -199,6 +199,9 @@ def test_the_report_section_and_figure_show_every_candidate_and_the_choice(tmp_p
     text = tuning_section(tables, {"fixed": "bs16-lr0.001"})
     assert "2 batch size(s) × 2 learning rate(s)" in text
     assert "Chosen: `fixed`: **bs16-lr0.001**" in text
+    assert "val acc % [95% CI]" in text
+    at_90 = {"fixed": tuning_table(predictions, evaluations, confidence=0.9)}
+    assert "val acc % [90% CI]" in tuning_section(at_90, {"fixed": "bs16-lr0.001"})
     lines = [line for line in text.splitlines() if line.startswith("| `fixed`")]
     assert len(lines) == 3
     assert [line.endswith("✔ |") for line in lines] == [True, False, False]

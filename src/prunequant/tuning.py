@@ -66,6 +66,7 @@ def tuning_table(
                 "val_accuracy_low": interval.low,
                 "val_accuracy_high": interval.high,
                 "interval_method": interval.method,
+                "confidence": confidence,
                 "val_loss": float(np.mean(losses)),
                 "runs": len(correct),
                 "val_accuracy_by_run": " ".join(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["render_report", "table"]
+__all__ = ["render_report", "table", "confidence_label"]
 
 BASELINE = "baseline/fp32_torch"
 
@@ -195,15 +195,21 @@ def _against_baseline(row: Mapping) -> str:
     return difference(row, "vs_reference") + " (paired, against `baseline/fp32_torch`)"
 
 
+def confidence_label(confidence: float) -> str:
+    """``0.95`` → ``"95%"``, ``0.975`` → ``"97.5%"``: an interval's level as the report prints it."""
+    return f"{100 * float(confidence):g}%"
+
+
 def _variants_table(summary: pd.DataFrame) -> str:
+    level = confidence_label(summary["confidence"].iloc[0])
     return table(
         summary,
         [
             ("variant", lambda r: f"`{r['variant']}`"),
             ("method", _col("method")),
             ("rate", lambda r: f"{r['rate']:g}" if r["family"] != "baseline" else "–"),
-            ("val acc % [95% CI]", lambda r: interval(r, "val_accuracy")),
-            ("test acc % [95% CI]", lambda r: interval(r, "accuracy")),
+            (f"val acc % [{level} CI]", lambda r: interval(r, "val_accuracy")),
+            (f"test acc % [{level} CI]", lambda r: interval(r, "accuracy")),
             ("test Δ vs baseline, pp [CI], verdict", lambda r: difference(r, "vs_baseline")),
             ("params", _col("parameters", _integer)),
             ("non-zero", _col("nonzero_parameters", _integer)),
@@ -289,7 +295,8 @@ def render_report(
         ]
     parts += [
         "## Every variant",
-        f"Accuracies are means over runs with 95% intervals ({interval_method}). Differences are paired "
+        f"Accuracies are means over runs with {confidence_label(baseline['confidence'])} intervals "
+        f"({interval_method}). Differences are paired "
         "(same test samples, same runs) against the baseline in the same deployment; the verdict follows "
         "the interval of the difference: *better* or *worse* only when it excludes zero.",
         _variants_table(summary),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prunequant.report.markdown import difference, interval, speedup, table
+from prunequant.report.markdown import confidence_label, difference, interval, speedup, table
 from prunequant.stats import paired_comparison
 
 __all__ = [
@@ -538,6 +538,7 @@ def tuning_section(tables: Mapping[str, pd.DataFrame], chosen: Mapping[str, str]
     """The baseline-tuning grid per data split, validation accuracy only, the chosen point marked."""
     first = next(iter(tables.values()))
     sizes, rates = first["batch_size"].nunique(), first["lr"].nunique()
+    level = confidence_label(first["confidence"].iloc[0])
     rows = [
         row | {"split": split, "is_chosen": row["candidate"] == chosen[split]}
         for split, grid in tables.items()
@@ -558,7 +559,7 @@ def tuning_section(tables: Mapping[str, pd.DataFrame], chosen: Mapping[str, str]
                 ("candidate", lambda r: f"`{r['candidate']}`"),
                 ("batch size", lambda r: str(r["batch_size"])),
                 ("learning rate", lambda r: f"{r['lr']:g}"),
-                ("val acc % [95% CI]", lambda r: interval(r, "val_accuracy")),
+                (f"val acc % [{level} CI]", lambda r: interval(r, "val_accuracy")),
                 ("val acc per run %", lambda r: r["val_accuracy_by_run"]),
                 ("val loss", lambda r: f"{r['val_loss']:.4f}"),
                 ("chosen", lambda r: "✔" if r["is_chosen"] else ""),
