@@ -37,7 +37,8 @@ import torch
 from prunequant.model import BlockSpec, ModelSpec, build_model
 from prunequant.quantize import deployment_model, export_onnx
 from prunequant.quantize.agreement import agreement
-from prunequant.quantize.ptq import int8_friendly_graph, quantize_ptq
+from prunequant.quantize.int8_graph import int8_friendly_graph
+from prunequant.quantize.ptq import quantize_ptq
 from prunequant.quantize.runtime import session_options
 
 # The seed shape; --channels/--length/--width/--classes give another (e.g. the default data's).
@@ -55,6 +56,11 @@ RECIPES = {  # name: quantize_ptq settings besides the calibration; graph rewrit
         "quant_format": "QOperator",
         "per_channel": True,
         "rewrite_graph": False,
+    },
+    "QOperator per-channel, depthwise channels not padded": {
+        "quant_format": "QOperator",
+        "per_channel": True,
+        "depthwise_channel_multiple": 1,
     },
     "QOperator per-tensor": {"quant_format": "QOperator", "per_channel": False},
     "QDQ per-channel": {"quant_format": "QDQ", "per_channel": True},

@@ -19,6 +19,7 @@ from prunequant.quantize import (
     export_onnx,
     float_nodes_of,
     int8_friendly_graph,
+    pad_depthwise_channels,
     quantizable_nodes,
     quantize_onnx_model,
     quantize_ptq,
@@ -168,9 +169,97 @@ def test_formats_and_scale_granularity_give_real_int8_kernels(tiny, tmp_path, qu
 def test_int8_weight_payload_is_under_a_third_of_fp32(seed_shaped, per_channel, limit):
     # int8 weights are 25% of fp32 and int32 biases add 3.3% on the seed model; per-channel scales
     # add one float32 scale and one int8 zero point per output channel (about 4% more).
-    run_ptq(seed_shaped, f"payload_{per_channel}", per_channel=per_channel)
+    # Without the depthwise channel padding, whose extra bytes the next test counts.
+    run_ptq(seed_shaped, f"payload_{per_channel}", per_channel=per_channel, depthwise_channel_multiple=1)
     int8_bytes = onnx_weight_bytes(seed_shaped["dir"] / f"payload_{per_channel}.onnx")
     assert int8_bytes <= limit * onnx_weight_bytes(seed_shaped["fp32"])
+
+
+@pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
+def test_depthwise_channel_padding_changes_no_output(seed_shaped, quant_format):
+    padded = run_ptq(seed_shaped, f"padded_{quant_format}", quant_format=quant_format)
+    plain = run_ptq(
+        seed_shaped, f"plain_{quant_format}", quant_format=quant_format, depthwise_channel_multiple=1
+    )
+    paths = {name: seed_shaped["dir"] / f"{name}_{quant_format}.onnx" for name in ("padded", "plain")}
+    x = np.random.default_rng(5).standard_normal((64, 20, SEED_LENGTH), dtype=np.float32)
+    np.testing.assert_array_equal(OnnxClassifier(paths["padded"])(x), OnnxClassifier(paths["plain"])(x))
+    added_bytes = onnx_weight_bytes(paths["padded"]) - onnx_weight_bytes(paths["plain"])
+    if quant_format == "QDQ":  # no QLinearConv in the file: ORT builds it at load time
+        assert padded["depthwise_channels_padded"] == {} and added_bytes == 0
+        return
+    (depthwise,) = padded["depthwise_channels_padded"]
+    assert padded["depthwise_channels_padded"] == {depthwise: 4} and plain["depthwise_channels_padded"] == {}
+    conv = next(node for node in onnx.load(str(paths["padded"])).graph.node if node.name == depthwise)
+    assert helper.get_attribute_value(next(a for a in conv.attribute if a.name == "group")) == 24
+    # The weights are padded when ORT loads the model: the file stores only the pad amounts (int64).
+    assert added_bytes == 8 * (6 + 6 + 2)
+    assert padded["op_counts"]["Pad"] == 6  # the input, 4 depthwise tensors, the pointwise weights
+    assert padded["op_counts"]["QLinearConv"] == plain["op_counts"]["QLinearConv"] == 2
+
+
+def _depthwise_then_pointwise(channels: int, *, pointwise: bool = True) -> onnx.ModelProto:
+    """uint8 [N, channels, 9] → depthwise QLinearConv (k=3) → pointwise QLinearConv to 4 channels."""
+    rng = np.random.default_rng(channels)
+
+    def qlinear_conv(name, x, y, weight, group):
+        out = weight.shape[0]
+        values = {
+            f"{name}_x_scale": np.float32(0.05),
+            f"{name}_x_zero_point": np.uint8(120),
+            f"{name}_w": weight,
+            f"{name}_w_scale": rng.uniform(0.01, 0.02, out).astype(np.float32),
+            f"{name}_w_zero_point": np.zeros(out, np.int8),
+            f"{name}_y_scale": np.float32(0.2),
+            f"{name}_y_zero_point": np.uint8(128),
+            f"{name}_bias": rng.integers(-50, 50, out, dtype=np.int32),
+        }
+        node = helper.make_node("QLinearConv", [x, *values], [y], name=name, group=group)  # ONNX's order
+        return node, [onnx.numpy_helper.from_array(v, k) for k, v in values.items()]
+
+    depthwise, dw_values = qlinear_conv(
+        "dw", "x", "h", rng.integers(-127, 128, (channels, 1, 3), dtype=np.int8), channels
+    )
+    nodes, values, last = [depthwise], dw_values, ("h", channels, 7)
+    if pointwise:
+        node, pw_values = qlinear_conv(
+            "pw", "h", "y", rng.integers(-127, 128, (4, channels, 1), dtype=np.int8), 1
+        )
+        nodes, values, last = [depthwise, node], dw_values + pw_values, ("y", 4, 7)
+    graph = helper.make_graph(
+        nodes,
+        "depthwise_pointwise",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.UINT8, ["batch", channels, 9])],
+        [helper.make_tensor_value_info(last[0], onnx.TensorProto.UINT8, ["batch", last[1], last[2]])],
+        values,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize("channels", [5, 12, 16])
+def test_depthwise_channel_padding_computes_the_same_integers(tmp_path, channels):
+    model = _depthwise_then_pointwise(channels)
+    original = model.SerializeToString()
+    padded = pad_depthwise_channels(model)
+    if channels % 8 == 0:
+        assert padded == {} and model.SerializeToString() == original
+        return
+    assert padded == {"dw": -channels % 8}
+    onnx.save(onnx.ModelProto.FromString(original), str(tmp_path / "plain.onnx"))
+    onnx.save(model, str(tmp_path / "padded.onnx"))
+    x = np.random.default_rng(1).integers(0, 256, (6, channels, 9), dtype=np.uint8)
+    outputs = [
+        ort.InferenceSession(str(tmp_path / name), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for name in ("plain.onnx", "padded.onnx")
+    ]
+    assert len(np.unique(outputs[0])) > 10
+    np.testing.assert_array_equal(outputs[1], outputs[0])
+
+
+def test_depthwise_channel_padding_skips_a_conv_no_pointwise_conv_reads():
+    # Its zero channels would reach the model's output: nothing drops them.
+    model = _depthwise_then_pointwise(12, pointwise=False)
+    assert pad_depthwise_channels(model) == {}
 
 
 RELOAD_SCRIPT = """

@@ -1,7 +1,8 @@
 """Deployment and int8 quantization through ONNX and ONNX Runtime, one job per module.
 
 The path is: fold BatchNorm away in torch (:mod:`.fold`) → export fp32 ONNX (:mod:`.export`)
-→ ORT pre-process and ``quantize_static`` with a calibration set (:mod:`.ptq`) → run in
+→ rewrite it into a form whose int8 version runs fast (:mod:`.int8_graph`) → ORT pre-process
+and ``quantize_static`` with a calibration set (:mod:`.ptq`) → run in
 ONNX Runtime (:mod:`.runtime`). ONNX is a stable exchange format and ORT's quantizer and
 int8 kernels (QLinearConv, QGemm, ...) do not depend on torch internals, so this survives
 torch releases where ``torch.ao.quantization`` (deprecated) would not.
@@ -35,7 +36,8 @@ _EXPORTS = {
     "run_qat": "prunequant.quantize.qat",
     "quantize_partial": "prunequant.quantize.partial",
     "float_nodes_of": "prunequant.quantize.ptq",
-    "int8_friendly_graph": "prunequant.quantize.ptq",
+    "int8_friendly_graph": "prunequant.quantize.int8_graph",
+    "pad_depthwise_channels": "prunequant.quantize.int8_graph",
     "quantizable_nodes": "prunequant.quantize.ptq",
     "quantize_ptq": "prunequant.quantize.ptq",
 }

@@ -17,10 +17,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
 from onnxruntime import quantization as ortq
 
 from prunequant.errors import UserError
+from prunequant.quantize.int8_graph import (
+    DEPTHWISE_CHANNEL_MULTIPLE,
+    int8_friendly_graph,
+    pad_depthwise_channels_in_file,
+    padded_depthwise_channels,
+)
 from prunequant.quantize.onnx_files import quiet, strip_debug_metadata
 
 __all__ = [
@@ -30,7 +35,6 @@ __all__ = [
     "QUANTIZABLE_OP_TYPES",
     "quantize_static_int8",
     "prepare_for_quantization",
-    "int8_friendly_graph",
     "calibration_batch_size",
     "select_calibration",
     "quantize_ptq",
@@ -165,6 +169,7 @@ def quantize_static_int8(
     batch_size: int = CALIBRATION_BATCH,  # largest calibration batch; see calibration_batch_size
     reduce_range: bool = False,
     rewrite_graph: bool = True,  # apply int8_friendly_graph first (same function, faster int8 graph)
+    depthwise_channel_multiple: int = DEPTHWISE_CHANNEL_MULTIPLE,  # see pad_depthwise_channels; 1: off
 ) -> Path:
     """Quantize an fp32 ONNX classifier to int8 with activation ranges from ``calibration``.
 
@@ -208,6 +213,8 @@ def quantize_static_int8(
                     "CalibPercentile": float(percentile),
                 },
             )
+        if depthwise_channel_multiple > 1:
+            pad_depthwise_channels_in_file(quantized, depthwise_channel_multiple)
         strip_debug_metadata(quantized)
         int8_path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(quantized, int8_path)
@@ -240,13 +247,15 @@ def quantize_ptq(
     per_channel: bool,
     nodes_to_exclude: Sequence[str] = (),
     rewrite_graph: bool = True,
+    depthwise_channel_multiple: int = DEPTHWISE_CHANNEL_MULTIPLE,
 ) -> dict:
     """Apply one post-training recipe: calibrate on a seeded subset of the training inputs, quantize,
     and write a JSON record of everything that was done to ``record_path``; returns the record.
 
     ``calibration_samples`` None uses every training sample. Calibration never sees validation
     or test data. ``nodes_to_exclude`` names Conv/Gemm/MatMul nodes that stay in float.
-    ``rewrite_graph`` first applies :func:`int8_friendly_graph` (same function, faster int8).
+    ``rewrite_graph`` first applies :func:`int8_friendly_graph` (same function, faster int8);
+    ``depthwise_channel_multiple`` is :func:`pad_depthwise_channels`' (1: no padding).
     """
     calibration = select_calibration(train_inputs, calibration_samples, seed)
     quantize_static_int8(
@@ -259,6 +268,7 @@ def quantize_ptq(
         percentile=percentile,
         nodes_to_exclude=nodes_to_exclude,
         rewrite_graph=rewrite_graph,
+        depthwise_channel_multiple=depthwise_channel_multiple,
     )
     op_counts = count_quantized_ops(int8_path)
     float_nodes = float_nodes_of(int8_path)
@@ -278,6 +288,7 @@ def quantize_ptq(
         "seed": seed,
         "nodes_to_exclude": list(nodes_to_exclude),
         "rewrite_graph": rewrite_graph,
+        "depthwise_channels_padded": padded_depthwise_channels(onnx.load(str(int8_path))),
         "float_nodes": float_nodes,
         "quantized_nodes": [name for name in all_layers if name not in float_nodes],
         "op_counts": op_counts,
@@ -286,173 +297,6 @@ def quantize_ptq(
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
-
-
-# ----------------------------------------------------------------- graph rewrites that let int8 pay
-
-
-def _constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
-
-
-def _attribute(node: onnx.NodeProto, name: str, default):
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return onnx.helper.get_attribute_value(attribute)
-    return default
-
-
-def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
-    graph = onnx.shape_inference.infer_shapes(model).graph
-    shapes = {}
-    for value in (*graph.input, *graph.value_info, *graph.output):
-        dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = [dim.dim_value if dim.HasField("dim_value") else None for dim in dims]
-    return shapes
-
-
-def _input_steps_needed(node: onnx.NodeProto, out_steps: int, constants: dict) -> int | None:
-    """Leading input steps a 1-D op needs to compute its first ``out_steps`` outputs exactly.
-
-    None when the op is not one this can see through (padding, ceil mode, 2-D kernels, others).
-    """
-    if node.op_type == "Relu":
-        return out_steps
-    if node.op_type not in ("Conv", "AveragePool"):
-        return None
-    if any(_attribute(node, "pads", [0])) or _attribute(node, "auto_pad", b"NOTSET") not in (
-        b"NOTSET",
-        b"VALID",
-    ):
-        return None
-    if _attribute(node, "ceil_mode", 0):
-        return None
-    kernel = _attribute(node, "kernel_shape", None)
-    if kernel is None and node.op_type == "Conv" and node.input[1] in constants:
-        kernel = list(constants[node.input[1]].shape[2:])
-    if kernel is None or len(kernel) != 1:
-        return None
-    stride = _attribute(node, "strides", [1])[0]
-    dilation = _attribute(node, "dilations", [1])[0]
-    return (out_steps - 1) * stride + (kernel[0] - 1) * dilation + 1
-
-
-def _time_crop_end(node: onnx.NodeProto, constants: dict, rank: int | None) -> int | None:
-    """``E`` when ``node`` is ``x[..., :E]`` on the last axis of a rank-3 tensor, else None."""
-    if node.op_type != "Slice" or rank != 3 or len(node.input) < 4:
-        return None
-    try:
-        starts, ends, axes = (constants[name].tolist() for name in node.input[1:4])
-        steps = constants[node.input[4]].tolist() if len(node.input) > 4 and node.input[4] else [1]
-    except KeyError:
-        return None
-    if starts != [0] or steps != [1] or axes not in ([2], [-1]) or ends[0] < 1:
-        return None
-    return int(ends[0])
-
-
-def _move_time_crops_up(model: onnx.ModelProto) -> None:
-    """Move each crop ``x[..., :E]`` above the Relu/Conv/AveragePool chain that produces ``x``.
-
-    Without padding, the first E output steps of such an op depend only on its first
-    (E-1)*stride + (k-1)*dilation + 1 input steps, so cropping there computes the same values
-    while every op in the chain does less work. After the last block the crop then sits on the
-    model input, and the op that averages over time reads a whole tensor: a GlobalAveragePool.
-    """
-    graph = model.graph
-    constants, shapes = _constant_values(graph), _static_shapes(model)
-    outputs = {value.name for value in graph.output}
-    for crop in [node for node in graph.node if node.op_type == "Slice"]:
-        end = _time_crop_end(crop, constants, len(shapes.get(crop.input[0], [])) or None)
-        if end is None or crop.output[0] in outputs:
-            continue
-        producers = {out: node for node in graph.node for out in node.output}
-        uses = Counter(name for node in graph.node for name in node.input)
-        tensor, chain = crop.input[0], []
-        while tensor in producers and uses[tensor] == 1 and tensor not in outputs:
-            needed = _input_steps_needed(producers[tensor], end, constants)
-            if needed is None:
-                break
-            chain.append(producers[tensor])
-            tensor, end = producers[tensor].input[0], needed
-        if not chain:
-            continue
-        for node in graph.node:  # the crop's readers now read the (shorter) chain output directly
-            node.input[:] = [crop.input[0] if name == crop.output[0] else name for name in node.input]
-        graph.node.remove(crop)
-        length = (shapes.get(tensor) or [None])[-1]
-        if length is not None and end >= length:
-            continue  # the chain already uses no more steps than it is given: no crop needed
-        ends_name = f"{crop.name}_ends"
-        graph.initializer.append(numpy_helper.from_array(np.array([end], np.int64), ends_name))
-        cropped = f"{tensor}_cropped"
-        moved = onnx.helper.make_node(
-            "Slice", [tensor, crop.input[1], ends_name, crop.input[3]], [cropped], name=crop.name
-        )
-        chain[-1].input[0] = cropped
-        graph.node.insert(list(graph.node).index(chain[-1]), moved)
-
-
-def _reduce_means_to_global_pools(model: onnx.ModelProto) -> None:
-    """Replace a mean over the last axis of a rank-3 [N, C, T] tensor by GlobalAveragePool (+ Flatten).
-
-    ONNX Runtime has an int8 channels-last GlobalAveragePool (QLinearGlobalAveragePool) that
-    reads the pointwise conv's int8 output as it is; ReduceMean has no int8 kernel, so in front
-    of it the graph must transpose back to channels-first and dequantize the whole tensor.
-    """
-    graph = model.graph
-    constants, shapes = _constant_values(graph), _static_shapes(model)
-    for node in list(graph.node):
-        if node.op_type != "ReduceMean" or len(shapes.get(node.input[0], [])) != 3:
-            continue
-        axes = (
-            constants[node.input[1]].tolist() if len(node.input) > 1 and node.input[1] in constants else None
-        )
-        axes = _attribute(node, "axes", axes)
-        if axes not in ([2], [-1]):
-            continue
-        position = list(graph.node).index(node)
-        graph.node.remove(node)
-        if _attribute(node, "keepdims", 1):
-            replacement = [
-                onnx.helper.make_node("GlobalAveragePool", [node.input[0]], node.output, name=node.name)
-            ]
-        else:
-            pooled = f"{node.output[0]}_pooled"
-            replacement = [
-                onnx.helper.make_node("GlobalAveragePool", [node.input[0]], [pooled], name=node.name),
-                onnx.helper.make_node("Flatten", [pooled], node.output, name=f"{node.name}_flatten", axis=1),
-            ]
-        for offset, new_node in enumerate(replacement):
-            graph.node.insert(position + offset, new_node)
-
-
-def int8_friendly_graph(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The same function as ``model``, in a form whose int8 version runs fast in ONNX Runtime.
-
-    The deployment form ends in ``conv → relu → x[..., :2*floor(T/2)] → mean over time``. In int8
-    that tail costs a channels-last → channels-first Transpose, a Slice copy, a DequantizeLinear of
-    the whole activation and a float ReduceMean: about 30 % of the int8 time at batch 64 (see
-    bench/int8_profile.py). Here the crop moves up to the model input (exact: no op in between is
-    padded) and the mean becomes a GlobalAveragePool, which ORT runs in int8, channels-last.
-    Graphs without that pattern come back unchanged. Outputs agree with the original to float
-    rounding; value_info is dropped because shapes along the moved crop change.
-    """
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    _move_time_crops_up(model)
-    _reduce_means_to_global_pools(model)
-    used = {name for node in model.graph.node for name in node.input}
-    unused = [tensor for tensor in model.graph.initializer if tensor.name not in used]
-    for tensor in unused:  # the moved crops' old bounds and the means' axes
-        model.graph.initializer.remove(tensor)
-    del model.graph.value_info[:]
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model)
-    return model
 
 
 # The workflow's first name for the single-recipe quantizer; kept so existing callers keep working.

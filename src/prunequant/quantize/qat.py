@@ -65,11 +65,11 @@ from prunequant.model import ModelSpec, build_model, spec_of
 from prunequant.quantize.agreement import agreement
 from prunequant.quantize.export import export_onnx, quiet, strip_debug_metadata
 from prunequant.quantize.fold import deployment_model
+from prunequant.quantize.int8_graph import int8_friendly_graph, pad_depthwise_channels_in_file
 from prunequant.quantize.ptq import (
     QUANT_FORMATS,
     count_quantized_ops,
     has_int8_ops,
-    int8_friendly_graph,
     prepare_for_quantization,
     select_calibration,
 )
@@ -585,12 +585,13 @@ def convert_to_int8(
 ) -> dict:
     """Export the trained float weights and quantize them with exactly the QAT ranges.
 
-    The fp32 graph first goes through :func:`~prunequant.quantize.ptq.int8_friendly_graph`, as
+    The fp32 graph first goes through :func:`~prunequant.quantize.int8_graph.int8_friendly_graph`, as
     for post-training quantization (the same function; the crop moves to the input, the mean
     becomes an int8 GlobalAveragePool). Weight scales are computed by ORT from the weights, the
     same way the fake quantizer does; every activation's scale and zero point is set from the
-    fake-quant model through ``TensorQuantOverrides``. Returns op counts and how many activation
-    tensors were checked.
+    fake-quant model through ``TensorQuantOverrides``. Depthwise convs are then padded for
+    ORT's int8 kernel (:func:`~prunequant.quantize.int8_graph.pad_depthwise_channels`).
+    Returns op counts and how many activation tensors were checked.
     """
     if quant_format not in QUANT_FORMATS:
         raise ValueError(f"unknown quant_format {quant_format!r}: use one of {sorted(QUANT_FORMATS)}")
@@ -632,6 +633,7 @@ def convert_to_int8(
             )
         strip_debug_metadata(quantized)
         checked = _check_deployed_qparams(quantized, fp32_graph, expected)
+        pad_depthwise_channels_in_file(quantized)  # after the check: it adds no quantization parameter
         os.replace(quantized, int8_path)
     op_counts = count_quantized_ops(int8_path)
     if not has_int8_ops(op_counts):

@@ -1,0 +1,320 @@
+"""Graph rewrites that make int8 models run fast in ONNX Runtime, with the model's function unchanged.
+
+:func:`int8_friendly_graph` rewrites the fp32 graph before quantization (outputs agree to float
+rounding); :func:`pad_depthwise_channels` rewrites the quantized graph (same integers). Profiles
+and timings of each are in ``bench/int8_profile.py`` and ``bench/results/int8-profile.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+__all__ = [
+    "DEPTHWISE_CHANNEL_MULTIPLE",
+    "int8_friendly_graph",
+    "pad_depthwise_channels",
+    "pad_depthwise_channels_in_file",
+    "padded_depthwise_channels",
+]
+
+# MLAS's x86 int8 depthwise kernel (qdwconv_avx2.cpp, the QLinearConv path for group == channels)
+# computes channels in vector blocks of 16, then one block of 8, then one channel at a time in a
+# scalar loop. With JapaneseVowels' 12 channels padded to 16, the one-block int8 model runs about
+# 1.5x faster at batch 64 (bench/results/int8-profile.txt, runs F and G).
+DEPTHWISE_CHANNEL_MULTIPLE = 8
+
+
+def _constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def _attribute(node: onnx.NodeProto, name: str, default):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return onnx.helper.get_attribute_value(attribute)
+    return default
+
+
+def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    shapes = {}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [dim.dim_value if dim.HasField("dim_value") else None for dim in dims]
+    return shapes
+
+
+def _input_steps_needed(node: onnx.NodeProto, out_steps: int, constants: dict) -> int | None:
+    """Leading input steps a 1-D op needs to compute its first ``out_steps`` outputs exactly.
+
+    None when the op is not one this can see through (padding, ceil mode, 2-D kernels, others).
+    """
+    if node.op_type == "Relu":
+        return out_steps
+    if node.op_type not in ("Conv", "AveragePool"):
+        return None
+    if any(_attribute(node, "pads", [0])) or _attribute(node, "auto_pad", b"NOTSET") not in (
+        b"NOTSET",
+        b"VALID",
+    ):
+        return None
+    if _attribute(node, "ceil_mode", 0):
+        return None
+    kernel = _attribute(node, "kernel_shape", None)
+    if kernel is None and node.op_type == "Conv" and node.input[1] in constants:
+        kernel = list(constants[node.input[1]].shape[2:])
+    if kernel is None or len(kernel) != 1:
+        return None
+    stride = _attribute(node, "strides", [1])[0]
+    dilation = _attribute(node, "dilations", [1])[0]
+    return (out_steps - 1) * stride + (kernel[0] - 1) * dilation + 1
+
+
+def _time_crop_end(node: onnx.NodeProto, constants: dict, rank: int | None) -> int | None:
+    """``E`` when ``node`` is ``x[..., :E]`` on the last axis of a rank-3 tensor, else None."""
+    if node.op_type != "Slice" or rank != 3 or len(node.input) < 4:
+        return None
+    try:
+        starts, ends, axes = (constants[name].tolist() for name in node.input[1:4])
+        steps = constants[node.input[4]].tolist() if len(node.input) > 4 and node.input[4] else [1]
+    except KeyError:
+        return None
+    if starts != [0] or steps != [1] or axes not in ([2], [-1]) or ends[0] < 1:
+        return None
+    return int(ends[0])
+
+
+def _move_time_crops_up(model: onnx.ModelProto) -> None:
+    """Move each crop ``x[..., :E]`` above the Relu/Conv/AveragePool chain that produces ``x``.
+
+    Without padding, the first E output steps of such an op depend only on its first
+    (E-1)*stride + (k-1)*dilation + 1 input steps, so cropping there computes the same values
+    while every op in the chain does less work. After the last block the crop then sits on the
+    model input, and the op that averages over time reads a whole tensor: a GlobalAveragePool.
+    """
+    graph = model.graph
+    constants, shapes = _constant_values(graph), _static_shapes(model)
+    outputs = {value.name for value in graph.output}
+    for crop in [node for node in graph.node if node.op_type == "Slice"]:
+        end = _time_crop_end(crop, constants, len(shapes.get(crop.input[0], [])) or None)
+        if end is None or crop.output[0] in outputs:
+            continue
+        producers = {out: node for node in graph.node for out in node.output}
+        uses = Counter(name for node in graph.node for name in node.input)
+        tensor, chain = crop.input[0], []
+        while tensor in producers and uses[tensor] == 1 and tensor not in outputs:
+            needed = _input_steps_needed(producers[tensor], end, constants)
+            if needed is None:
+                break
+            chain.append(producers[tensor])
+            tensor, end = producers[tensor].input[0], needed
+        if not chain:
+            continue
+        for node in graph.node:  # the crop's readers now read the (shorter) chain output directly
+            node.input[:] = [crop.input[0] if name == crop.output[0] else name for name in node.input]
+        graph.node.remove(crop)
+        length = (shapes.get(tensor) or [None])[-1]
+        if length is not None and end >= length:
+            continue  # the chain already uses no more steps than it is given: no crop needed
+        ends_name = f"{crop.name}_ends"
+        graph.initializer.append(numpy_helper.from_array(np.array([end], np.int64), ends_name))
+        cropped = f"{tensor}_cropped"
+        moved = onnx.helper.make_node(
+            "Slice", [tensor, crop.input[1], ends_name, crop.input[3]], [cropped], name=crop.name
+        )
+        chain[-1].input[0] = cropped
+        graph.node.insert(list(graph.node).index(chain[-1]), moved)
+
+
+def _reduce_means_to_global_pools(model: onnx.ModelProto) -> None:
+    """Replace a mean over the last axis of a rank-3 [N, C, T] tensor by GlobalAveragePool (+ Flatten).
+
+    ONNX Runtime has an int8 channels-last GlobalAveragePool (QLinearGlobalAveragePool) that
+    reads the pointwise conv's int8 output as it is; ReduceMean has no int8 kernel, so in front
+    of it the graph must transpose back to channels-first and dequantize the whole tensor.
+    """
+    graph = model.graph
+    constants, shapes = _constant_values(graph), _static_shapes(model)
+    for node in list(graph.node):
+        if node.op_type != "ReduceMean" or len(shapes.get(node.input[0], [])) != 3:
+            continue
+        axes = (
+            constants[node.input[1]].tolist() if len(node.input) > 1 and node.input[1] in constants else None
+        )
+        axes = _attribute(node, "axes", axes)
+        if axes not in ([2], [-1]):
+            continue
+        position = list(graph.node).index(node)
+        graph.node.remove(node)
+        if _attribute(node, "keepdims", 1):
+            replacement = [
+                onnx.helper.make_node("GlobalAveragePool", [node.input[0]], node.output, name=node.name)
+            ]
+        else:
+            pooled = f"{node.output[0]}_pooled"
+            replacement = [
+                onnx.helper.make_node("GlobalAveragePool", [node.input[0]], [pooled], name=node.name),
+                onnx.helper.make_node("Flatten", [pooled], node.output, name=f"{node.name}_flatten", axis=1),
+            ]
+        for offset, new_node in enumerate(replacement):
+            graph.node.insert(position + offset, new_node)
+
+
+def int8_friendly_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same function as ``model``, in a form whose int8 version runs fast in ONNX Runtime.
+
+    The deployment form ends in ``conv → relu → x[..., :2*floor(T/2)] → mean over time``. In int8
+    that tail costs a channels-last → channels-first Transpose, a Slice copy, a DequantizeLinear of
+    the whole activation and a float ReduceMean: about 30 % of the int8 time at batch 64 (see
+    bench/int8_profile.py). Here the crop moves up to the model input (exact: no op in between is
+    padded) and the mean becomes a GlobalAveragePool, which ORT runs in int8, channels-last.
+    Graphs without that pattern come back unchanged. Outputs agree with the original to float
+    rounding; value_info is dropped because shapes along the moved crop change.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    _move_time_crops_up(model)
+    _reduce_means_to_global_pools(model)
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [tensor for tensor in model.graph.initializer if tensor.name not in used]
+    for tensor in unused:  # the moved crops' old bounds and the means' axes
+        model.graph.initializer.remove(tensor)
+    del model.graph.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _int8_depthwise_convs(graph: onnx.GraphProto, multiple: int) -> list[tuple[onnx.NodeProto, int]]:
+    """``(QLinearConv, channels to add)`` for each depthwise int8 conv whose channel count ``multiple``
+    does not divide and whose output only group-1 QLinearConvs read. Convs whose weights, scales or
+    bias are not initializers of their own are left out, and so are their readers'."""
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    uses = Counter(name for node in graph.node for name in node.input)
+    readers = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            readers[name].append(node)
+
+    def owns_weights(conv: onnx.NodeProto, indices) -> bool:
+        names = [conv.input[i] for i in indices if i < len(conv.input) and conv.input[i]]
+        return all(name in initializers and uses[name] == 1 for name in names)
+
+    chosen = []
+    for conv in graph.node:
+        weight = initializers.get(conv.input[3]) if conv.op_type == "QLinearConv" else None
+        if weight is None:
+            continue
+        channels, extra = weight.dims[0], -weight.dims[0] % multiple
+        depthwise = _attribute(conv, "group", 1) == channels > 1 and weight.dims[1] == 1
+        followers = readers[conv.output[0]]
+        dense_followers = all(
+            node.op_type == "QLinearConv" and _attribute(node, "group", 1) == 1 and owns_weights(node, (3,))
+            for node in followers
+        )
+        if depthwise and extra and followers and dense_followers and owns_weights(conv, (3, 4, 5, 8)):
+            chosen.append((conv, extra))
+    return chosen
+
+
+def _padded_in_graph(graph: onnx.GraphProto, conv: onnx.NodeProto, index: int, pads: str, mode: str) -> None:
+    """Feed input ``index`` of ``conv`` through a Pad of its initializer. ORT folds the constant Pad
+    when it loads the model, so the kernel sees (and prepacks) the padded tensor while the file
+    keeps the original one: the zero channels cost no stored bytes."""
+    name = conv.input[index]
+    padded = f"{name}_padded"
+    pad = onnx.helper.make_node("Pad", [name, pads], [padded], name=f"{name}_pad", mode=mode)
+    graph.node.insert(list(graph.node).index(conv), pad)
+    conv.input[index] = padded
+
+
+def pad_depthwise_channels(
+    model: onnx.ModelProto, multiple: int = DEPTHWISE_CHANNEL_MULTIPLE
+) -> dict[str, int]:
+    """Give each depthwise QLinearConv of a QOperator int8 graph a multiple of ``multiple`` channels.
+
+    Works on the quantized graph, so calibration and every scale stay what they were:
+    - the conv's uint8 input gets extra channels holding its zero point, the uint8 code of 0.0
+      (a Pad at run time);
+    - its int8 weights, bias and weight zero points get zeros for them, its per-channel scales
+      repeat the last one;
+    - the group-1 QLinearConvs that read its output (the pointwise convs) get zero weights for
+      the extra channels, so they add exactly nothing.
+    Every real channel computes the same integers as before. The weights are padded by Pads of
+    the stored initializers, which ORT folds at load time: the file grows by the pads' few int64
+    constants only. Returns ``{conv name: channels added}``; ``model`` is changed in place. QDQ
+    graphs have no QLinearConv until ORT fuses them at load time, so they are unchanged.
+    """
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    readers = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            readers[name].append(node)
+    padded = {}
+    for conv, extra in _int8_depthwise_convs(graph, multiple):
+        channels = initializers[conv.input[3]].dims[0]
+        rank = len(initializers[conv.input[3]].dims)  # weights [C, 1, *kernel]; input [N, C, *steps]
+        pad_amounts = {  # ONNX pads: every axis's start, then every axis's end
+            "channels": [0] * (rank + 1) + [extra] + [0] * (rank - 2),  # axis 1 of input and reader weights
+            "filters": [0] * rank + [extra] + [0] * (rank - 1),  # axis 0 of the depthwise weights
+            "vector": [0, extra],  # per-channel bias, scales and zero points
+        }
+        pads = {role: f"{conv.name}_pads_{role}" for role in pad_amounts}
+        graph.initializer.extend(
+            numpy_helper.from_array(np.array(pad_amounts[role], np.int64), pads[role]) for role in pad_amounts
+        )
+        for reader in readers[conv.output[0]]:
+            _padded_in_graph(graph, reader, 3, pads["channels"], "constant")
+        _padded_in_graph(graph, conv, 3, pads["filters"], "constant")
+        for index, mode in ((4, "edge"), (5, "constant"), (8, "constant")):
+            present = index < len(conv.input) and conv.input[index]
+            if present and initializers[conv.input[index]].dims:  # not one value for every channel
+                _padded_in_graph(graph, conv, index, pads["vector"], mode)
+        conv.attribute.remove(next(a for a in conv.attribute if a.name == "group"))
+        conv.attribute.append(onnx.helper.make_attribute("group", channels + extra))
+        padded_input = f"{conv.name}_input_padded"
+        pad = onnx.helper.make_node(  # pads with the input's zero point
+            "Pad",
+            [conv.input[0], pads["channels"], conv.input[2]],
+            [padded_input],
+            name=f"{conv.name}_channel_pad",
+        )
+        graph.node.insert(list(graph.node).index(conv), pad)
+        conv.input[0] = padded_input
+        padded[conv.name] = extra
+    if padded:
+        onnx.checker.check_model(model)
+    return padded
+
+
+def padded_depthwise_channels(model: onnx.ModelProto) -> dict[str, int]:
+    """``{conv name: channels added}`` for every conv :func:`pad_depthwise_channels` padded in ``model``."""
+    pads = {node.output[0]: node for node in model.graph.node if node.op_type == "Pad"}
+    constants = _constant_values(model.graph)
+    padded = {}
+    for conv in model.graph.node:
+        pad = pads.get(conv.input[0]) if conv.op_type == "QLinearConv" else None
+        if pad is not None and pad.name == f"{conv.name}_channel_pad":
+            amounts = constants[pad.input[1]]
+            padded[conv.name] = int(amounts[len(amounts) // 2 + 1])
+    return padded
+
+
+def pad_depthwise_channels_in_file(
+    path: str | os.PathLike, multiple: int = DEPTHWISE_CHANNEL_MULTIPLE
+) -> dict[str, int]:
+    """:func:`pad_depthwise_channels` on an int8 ONNX file, rewritten in place only if it changes."""
+    model = onnx.load(str(path))
+    padded = pad_depthwise_channels(model, multiple)
+    if padded:
+        onnx.save(model, str(path))
+    return padded
