@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -41,6 +43,7 @@ def test_metrics_describe_the_variant_and_match_its_predictions(variant_files, d
         variant=dict(VARIANT, deployment=deployment),
         batch_size=4,
     )
+    predictions = pd.DataFrame(predictions)
     test = predictions[predictions["split"] == "test"]
     with torch.no_grad():
         expected = model(torch.from_numpy(dataset.X_test)).argmax(1).numpy()
@@ -107,3 +110,10 @@ def test_unknown_runtime_is_rejected(variant_files):
     directory, _, _ = variant_files
     with pytest.raises(ValueError, match="unknown runtime"):
         open_model(directory / "model.pt", "tflite")
+
+
+def test_scoring_modules_never_import_pandas():
+    # pandas costs a job about half a second of start-up; only the report needs it.
+    code = "import sys, prunequant.evaluation, prunequant.quantize.ptq; print('pandas' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -11,12 +11,12 @@ so paired statistics and agreement need no rerun.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from prunequant.data import load_dataset
 from prunequant.jobs import write_json
@@ -26,7 +26,9 @@ from prunequant.quantize.runtime import OnnxClassifier
 from prunequant.variants import parse_deployment
 
 # torch is imported only where a torch model is scored or described: a job that scores an
-# ONNX model next to its parent's scores never pays seconds to import it.
+# ONNX model next to its parent's scores never pays seconds to import it. Nor is pandas: the
+# predictions table is written and read with the csv module, which saves every job that scores
+# (all but the report) about half a second of start-up.
 
 __all__ = [
     "RUNTIMES",
@@ -68,10 +70,24 @@ def predict_logits(model, x: np.ndarray, *, batch_size: int) -> np.ndarray:
 
 
 def read_logits(predictions_path: str | os.PathLike, split: str = "test") -> np.ndarray:
-    """The logits of one split from a predictions CSV written by :func:`evaluate_variant`."""
-    table = pd.read_csv(predictions_path)
-    table = table[table["split"] == split]
-    return table[[column for column in table.columns if column.startswith("logit_")]].to_numpy(np.float32)
+    """The logits of one split from a predictions CSV written by :func:`write_evaluation`."""
+    with open(predictions_path, newline="") as stream:
+        rows = csv.reader(stream)
+        header = next(rows)
+        split_column = header.index("split")
+        logit_columns = [index for index, name in enumerate(header) if name.startswith("logit_")]
+        logits = [[row[index] for index in logit_columns] for row in rows if row[split_column] == split]
+    return np.array(logits, dtype=np.float32).reshape(len(logits), len(logit_columns))
+
+
+def _write_predictions(columns: dict[str, np.ndarray], path: str | os.PathLike) -> None:
+    """The per-sample table as CSV; float32 logits in their shortest exact text form."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    texts = [column.astype(str) for column in columns.values()]
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(zip(*texts, strict=True))
 
 
 def _scores(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -131,8 +147,8 @@ def evaluate_variant(
     variant: dict,
     batch_size: int,
     parent_predictions_path: str | os.PathLike | None = None,
-) -> tuple[dict, pd.DataFrame]:
-    """Metrics of one variant and its per-sample validation and test predictions.
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Metrics of one variant and its per-sample validation and test predictions, as columns.
 
     ``variant`` holds the run, seed, model and deployment names and the model's method
     settings; they are copied into the metrics so that the report only aggregates files.
@@ -144,7 +160,7 @@ def evaluate_variant(
     dataset = load_dataset(dataset_path)
     model = open_model(artifact_path, form["runtime"])
     metrics = dict(variant, **form, variant=f"{variant['model']}/{variant['deployment']}")
-    tables = []
+    tables: list[dict[str, np.ndarray]] = []
     logits_by_split = {}
     for split in SPLITS_SCORED:
         x, y = dataset.split(split)
@@ -153,18 +169,17 @@ def evaluate_variant(
         accuracy, loss = _scores(logits, y)
         prefix = "" if split == "test" else "val_"
         metrics.update({f"{prefix}accuracy": accuracy, f"{prefix}loss": loss, f"n_{split}": int(len(y))})
-        table = pd.DataFrame(
-            {
-                "split": split,
-                "index": np.arange(len(y)),
-                "sample_id": getattr(dataset, f"ids_{split}"),
-                "label": y,
-                "prediction": logits.argmax(axis=1),
-                "correct": logits.argmax(axis=1) == y,
-            }
-        )
-        logit_columns = pd.DataFrame(logits, columns=[f"logit_{k}" for k in range(logits.shape[1])])
-        tables.append(pd.concat([table, logit_columns], axis=1))
+        predictions = logits.argmax(axis=1)
+        table = {
+            "split": np.full(len(y), split),
+            "index": np.arange(len(y)),
+            "sample_id": np.asarray(getattr(dataset, f"ids_{split}")),
+            "label": y,
+            "prediction": predictions,
+            "correct": predictions == y,
+        }
+        table |= {f"logit_{k}": logits[:, k].astype(np.float32) for k in range(logits.shape[1])}
+        tables.append(table)
     if parent_predictions_path is not None:
         # Quantizing changes how weights are stored, not how many there are or the arithmetic.
         metrics.update(_parent_description(parent_predictions_path))
@@ -181,7 +196,7 @@ def evaluate_variant(
     )
     if parent_predictions_path is not None:
         metrics.update(agreement(read_logits(parent_predictions_path, "test"), logits_by_split["test"]))
-    return metrics, pd.concat(tables, ignore_index=True)
+    return metrics, {name: np.concatenate([table[name] for table in tables]) for name in tables[0]}
 
 
 def write_evaluation(
@@ -205,7 +220,7 @@ def write_evaluation(
         parent_predictions_path=parent_predictions_path,
     )
     write_json(metrics, evaluation_path)
-    predictions.to_csv(predictions_path, index=False)
+    _write_predictions(predictions, predictions_path)
     print(
         f"Evaluated {metrics['variant']}: validation {metrics['val_accuracy']:.2f}%, "
         f"test {metrics['accuracy']:.2f}%, {metrics['weight_bytes']} weight bytes"
