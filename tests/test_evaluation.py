@@ -112,8 +112,16 @@ def test_unknown_runtime_is_rejected(variant_files):
         open_model(directory / "model.pt", "tflite")
 
 
-def test_scoring_modules_never_import_pandas():
-    # pandas costs a job about half a second of start-up; only the report needs it.
-    code = "import sys, prunequant.evaluation, prunequant.quantize.ptq; print('pandas' in sys.modules)"
+@pytest.mark.parametrize(
+    ("modules", "not_loaded"),
+    [
+        # a quantization job: pandas costs about half a second of start-up, torch two
+        ("prunequant.evaluation, prunequant.quantize.ptq", ["pandas", "torch"]),
+        # a training or pruning job needs neither ONNX Runtime nor scipy to score a torch model
+        ("prunequant.evaluation, prunequant.training", ["pandas", "onnxruntime", "onnx", "scipy"]),
+    ],
+)
+def test_scoring_loads_only_the_libraries_its_job_uses(modules, not_loaded):
+    code = f"import sys, {modules}; print(sorted(name for name in {not_loaded!r} if name in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "[]"

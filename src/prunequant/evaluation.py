@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +23,12 @@ from prunequant.data import load_dataset
 from prunequant.jobs import write_json
 from prunequant.measure import file_bytes, onnx_weight_bytes
 from prunequant.quantize.agreement import agreement
-from prunequant.quantize.runtime import OnnxClassifier
 from prunequant.variants import parse_deployment
 
-# torch is imported only where a torch model is scored or described: a job that scores an
-# ONNX model next to its parent's scores never pays seconds to import it. Nor is pandas: the
-# predictions table is written and read with the csv module, which saves every job that scores
-# (all but the report) about half a second of start-up.
+# Each runtime (torch, or onnx and ONNX Runtime) is imported only where a model of it is scored
+# or described: a job that scores an ONNX model never pays seconds to import torch, and a torch
+# job loads no ONNX Runtime. Nor is pandas imported: the predictions table is written and read
+# with the csv module, which saves every scoring job about half a second of start-up.
 
 __all__ = [
     "RUNTIMES",
@@ -54,6 +54,8 @@ def open_model(artifact_path: str | os.PathLike, runtime: str, *, threads: int =
         torch.set_num_threads(threads)
         return load_model(artifact_path)[0]
     if runtime == "onnxruntime":
+        from prunequant.quantize.runtime import OnnxClassifier
+
         return OnnxClassifier(artifact_path, threads=threads)
     raise ValueError(f"unknown runtime {runtime!r}; known: {RUNTIMES}")
 
@@ -61,10 +63,9 @@ def open_model(artifact_path: str | os.PathLike, runtime: str, *, threads: int =
 def predict_logits(model, x: np.ndarray, *, batch_size: int) -> np.ndarray:
     """Logits of every sample, from a model opened by :func:`open_model`."""
     batches = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
-    if isinstance(model, OnnxClassifier):
+    torch = sys.modules.get("torch")  # a torch model exists only once torch is imported
+    if torch is None or not isinstance(model, torch.nn.Module):
         return np.concatenate([model(batch) for batch in batches])
-    import torch
-
     with torch.inference_mode():
         return torch.cat([model(torch.from_numpy(batch)) for batch in batches]).numpy()
 

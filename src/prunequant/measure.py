@@ -13,13 +13,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
-from prunequant.quantize.runtime import OnnxClassifier
-
-if TYPE_CHECKING:  # torch is imported where it is used: ONNX-only jobs never pay for it
+if TYPE_CHECKING:  # each runtime is imported where it is used: a job pays only for the one it runs
+    import onnx
     import torch
     from torch import nn
+
+    from prunequant.quantize.runtime import OnnxClassifier
 
 __all__ = [
     "count_parameters",
@@ -72,7 +72,9 @@ def state_dict_weight_bytes(model: nn.Module) -> int:
 
 def _tensor_payload_bytes(tensor: onnx.TensorProto) -> int:
     numel = int(np.prod(tensor.dims, dtype=np.int64))  # prod of no dims is 1: a scalar
-    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    itemsize = tensor_dtype_to_np_dtype(tensor.data_type).itemsize
     return numel * itemsize
 
 
@@ -83,6 +85,8 @@ def onnx_weight_bytes(path: str | os.PathLike) -> int:
     external file) holds them, so container overhead (names, graph, protobuf framing)
     is left out and int8 and fp32 models compare weight for weight.
     """
+    import onnx
+
     graph = onnx.load(str(path), load_external_data=False).graph
     total = sum(_tensor_payload_bytes(t) for t in graph.initializer)
     for node in graph.node:
@@ -161,6 +165,8 @@ def make_onnx_runner(
     :class:`OnnxClassifier` (its own thread count applies), so one session can serve
     several batch sizes.
     """
+    from prunequant.quantize.runtime import OnnxClassifier
+
     if not isinstance(model, OnnxClassifier):
         model = OnnxClassifier(model, threads=threads)
     session = model.session

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import scipy.sparse
 import torch
 from torch import nn
 
@@ -142,6 +141,8 @@ def _weight_bytes(weight: torch.Tensor) -> dict[str, int]:
     - int8 formats add one fp32 scale per output channel (symmetric per-channel quantization,
       as the int8 export does; no zero point).
     """
+    import scipy.sparse  # here, not at the top: every training job imports this module, few measure storage
+
     matrix = scipy.sparse.csr_matrix(weight.detach().cpu().reshape(weight.shape[0], -1).numpy())
     rows, columns = matrix.shape
     nnz = int(matrix.nnz)
