@@ -175,8 +175,8 @@ def test_int8_weight_payload_is_under_a_third_of_fp32(seed_shaped, per_channel, 
     assert int8_bytes <= limit * onnx_weight_bytes(seed_shaped["fp32"])
 
 
-@pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
-def test_depthwise_channel_padding_changes_no_output(seed_shaped, quant_format):
+@pytest.mark.parametrize(("quant_format", "pads"), [("QOperator", 6), ("QDQ", 8)])
+def test_depthwise_channel_padding_changes_no_output(seed_shaped, quant_format, pads):
     padded = run_ptq(seed_shaped, f"padded_{quant_format}", quant_format=quant_format)
     plain = run_ptq(
         seed_shaped, f"plain_{quant_format}", quant_format=quant_format, depthwise_channel_multiple=1
@@ -184,18 +184,18 @@ def test_depthwise_channel_padding_changes_no_output(seed_shaped, quant_format):
     paths = {name: seed_shaped["dir"] / f"{name}_{quant_format}.onnx" for name in ("padded", "plain")}
     x = np.random.default_rng(5).standard_normal((64, 20, SEED_LENGTH), dtype=np.float32)
     np.testing.assert_array_equal(OnnxClassifier(paths["padded"])(x), OnnxClassifier(paths["plain"])(x))
-    added_bytes = onnx_weight_bytes(paths["padded"]) - onnx_weight_bytes(paths["plain"])
-    if quant_format == "QDQ":  # no QLinearConv in the file: ORT builds it at load time
-        assert padded["depthwise_channels_padded"] == {} and added_bytes == 0
-        return
     (depthwise,) = padded["depthwise_channels_padded"]
     assert padded["depthwise_channels_padded"] == {depthwise: 4} and plain["depthwise_channels_padded"] == {}
     conv = next(node for node in onnx.load(str(paths["padded"])).graph.node if node.name == depthwise)
     assert helper.get_attribute_value(next(a for a in conv.attribute if a.name == "group")) == 24
     # The weights are padded when ORT loads the model: the file stores only the pad amounts (int64).
+    added_bytes = onnx_weight_bytes(paths["padded"]) - onnx_weight_bytes(paths["plain"])
     assert added_bytes == 8 * (6 + 6 + 2)
-    assert padded["op_counts"]["Pad"] == 6  # the input, 4 depthwise tensors, the pointwise weights
-    assert padded["op_counts"]["QLinearConv"] == plain["op_counts"]["QLinearConv"] == 2
+    # the input, the depthwise weights, scales, zero points (and in QDQ the bias's scales and zero
+    # points), the bias, the pointwise weights
+    assert padded["op_counts"]["Pad"] == pads
+    for key in ("QLinearConv", "QuantizeLinear", "DequantizeLinear", "Conv"):
+        assert padded["op_counts"].get(key) == plain["op_counts"].get(key)
 
 
 def _depthwise_then_pointwise(channels: int, *, pointwise: bool = True) -> onnx.ModelProto:

@@ -153,15 +153,15 @@ def _deployed_qparams(path, layer: str, quant_format: str) -> dict[str, tuple[np
     graph = onnx.load(str(path)).graph
     values = _initializers(path)
     weight = f"{layer}.weight_quantized"
+    # A weight padded for ORT's int8 depthwise kernel reaches its node through a Pad of the stored one.
+    stored = {weight, f"{weight}_padded"}
     if quant_format == "QOperator":
-        # A weight padded for ORT's int8 kernel reaches the conv through a Pad of the stored one.
-        stored = {weight, f"{weight}_padded"}
         (node,) = [n for n in graph.node if n.op_type == "QLinearConv" and n.input[3] in stored]
         names = {"input": node.input[1:3], "weight": node.input[4:6], "output": node.input[6:8]}
     else:
         producers = {output: node for node in graph.node for output in node.output}
         consumers = {name: node for node in graph.node for name in node.input}
-        (weight_dq,) = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] == weight]
+        (weight_dq,) = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in stored]
         conv = consumers[weight_dq.output[0]]
         input_dq, output_q = producers[conv.input[0]], consumers[conv.output[0]]
         names = {"input": input_dq.input[1:3], "weight": weight_dq.input[1:3], "output": output_q.input[1:3]}

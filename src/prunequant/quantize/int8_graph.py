@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -193,119 +194,213 @@ def int8_friendly_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _int8_depthwise_convs(graph: onnx.GraphProto, multiple: int) -> list[tuple[onnx.NodeProto, int]]:
-    """``(QLinearConv, channels to add)`` for each depthwise int8 conv whose channel count ``multiple``
-    does not divide and whose output only group-1 QLinearConvs read. Convs whose weights, scales or
-    bias are not initializers of their own are left out, and so are their readers'."""
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    uses = Counter(name for node in graph.node for name in node.input)
-    readers = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            readers[name].append(node)
+@dataclass
+class _Padding:
+    """Where one depthwise conv's extra channels go, in either int8 graph format."""
 
-    def owns_weights(conv: onnx.NodeProto, indices) -> bool:
-        names = [conv.input[i] for i in indices if i < len(conv.input) and conv.input[i]]
-        return all(name in initializers and uses[name] == 1 for name in names)
+    conv: onnx.NodeProto  # its group attribute grows
+    extra: int  # channels added
+    entry: onnx.NodeProto  # input 0 is the conv's uint8 input: the conv, or its DequantizeLinear
+    zero_point: str  # the uint8 input's zero point: the value the new input channels hold
+    filters: list[tuple[onnx.NodeProto, int]]  # (node, input) of the int8 weights [C, 1, *kernel]
+    vectors: list[tuple[onnx.NodeProto, int, str]]  # (node, input, Pad mode) of per-channel tensors [C]
+    readers: list[tuple[onnx.NodeProto, int]]  # (node, input) of the reading convs' int8 weights [M, C, ...]
 
+
+class _Graph:
+    """Initializers, producers and readers of a graph's tensors, for finding padding sites."""
+
+    def __init__(self, graph: onnx.GraphProto):
+        self.initializers = {tensor.name: tensor for tensor in graph.initializer}
+        self.uses = Counter(name for node in graph.node for name in node.input)
+        self.producers = {name: node for node in graph.node for name in node.output}
+        self.readers = defaultdict(list)
+        for node in graph.node:
+            for name in node.input:
+                self.readers[name].append(node)
+        self.outputs = {value.name for value in graph.output}
+
+    def owned(self, node: onnx.NodeProto, index: int) -> bool:
+        """Input ``index`` of ``node`` is an initializer that no other input reads."""
+        name = node.input[index] if index < len(node.input) else ""
+        return name in self.initializers and self.uses[name] == 1
+
+    def dequantized(self, tensor: str) -> onnx.NodeProto | None:
+        """The DequantizeLinear that makes ``tensor`` from an initializer of its own, else None."""
+        node = self.producers.get(tensor)
+        if node is None or node.op_type != "DequantizeLinear" or not self.owned(node, 0):
+            return None
+        return node
+
+    def only_reader(self, tensor: str) -> onnx.NodeProto | None:
+        readers = self.readers[tensor]
+        return readers[0] if len(readers) == 1 and tensor not in self.outputs else None
+
+
+def _per_channel(
+    graph: _Graph, node: onnx.NodeProto, indices_and_modes
+) -> list[tuple[onnx.NodeProto, int, str]] | None:
+    """The per-channel inputs among ``indices_and_modes`` (absent or scalar ones skipped); None if
+    one of them is shared with another node."""
     chosen = []
-    for conv in graph.node:
-        weight = initializers.get(conv.input[3]) if conv.op_type == "QLinearConv" else None
-        if weight is None:
+    for index, mode in indices_and_modes:
+        if index >= len(node.input) or not node.input[index]:
             continue
-        channels, extra = weight.dims[0], -weight.dims[0] % multiple
-        depthwise = _attribute(conv, "group", 1) == channels > 1 and weight.dims[1] == 1
-        followers = readers[conv.output[0]]
-        dense_followers = all(
-            node.op_type == "QLinearConv" and _attribute(node, "group", 1) == 1 and owns_weights(node, (3,))
-            for node in followers
-        )
-        if depthwise and extra and followers and dense_followers and owns_weights(conv, (3, 4, 5, 8)):
-            chosen.append((conv, extra))
+        if not graph.owned(node, index):
+            return None
+        if graph.initializers[node.input[index]].dims:  # a scalar holds for every channel: as it is
+            chosen.append((node, index, mode))
     return chosen
 
 
-def _padded_in_graph(graph: onnx.GraphProto, conv: onnx.NodeProto, index: int, pads: str, mode: str) -> None:
-    """Feed input ``index`` of ``conv`` through a Pad of its initializer. ORT folds the constant Pad
+def _qoperator_padding(graph: _Graph, conv: onnx.NodeProto, multiple: int) -> _Padding | None:
+    weight = graph.initializers.get(conv.input[3]) if graph.owned(conv, 3) else None
+    if weight is None or not _is_depthwise(conv, weight):
+        return None
+    followers = graph.readers[conv.output[0]]
+    dense = all(node.op_type == "QLinearConv" and _attribute(node, "group", 1) == 1 for node in followers)
+    vectors = _per_channel(graph, conv, ((4, "edge"), (5, "constant"), (8, "constant")))
+    if not followers or not dense or conv.output[0] in graph.outputs or vectors is None:
+        return None
+    if not all(graph.owned(node, 3) for node in followers):
+        return None
+    return _Padding(
+        conv,
+        -weight.dims[0] % multiple,
+        conv,
+        conv.input[2],
+        [(conv, 3)],
+        vectors,
+        [(n, 3) for n in followers],
+    )
+
+
+def _qdq_padding(graph: _Graph, conv: onnx.NodeProto, multiple: int) -> _Padding | None:
+    """A float Conv between DequantizeLinear and QuantizeLinear nodes, which ORT fuses into QLinearConv."""
+    weights = graph.dequantized(conv.input[1])
+    source = graph.producers.get(conv.input[0])
+    weight = graph.initializers[weights.input[0]] if weights is not None else None
+    if (
+        weight is None
+        or not _is_depthwise(conv, weight)
+        or source is None
+        or source.op_type != "DequantizeLinear"
+    ):
+        return None
+    if graph.only_reader(source.output[0]) is not conv:  # the padded input must reach the conv alone
+        return None
+    bias = graph.dequantized(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+    vectors = _per_channel(graph, weights, ((1, "edge"), (2, "constant")))
+    if bias is not None:
+        bias_vectors = _per_channel(graph, bias, ((0, "constant"), (1, "edge"), (2, "constant")))
+        vectors = None if vectors is None or bias_vectors is None else vectors + bias_vectors
+    requantize = graph.only_reader(conv.output[0])
+    if vectors is None or requantize is None or requantize.op_type != "QuantizeLinear":
+        return None
+    readers = []
+    for dequantize in graph.readers[requantize.output[0]]:
+        if dequantize.op_type != "DequantizeLinear" or dequantize.output[0] in graph.outputs:
+            return None
+        for reader in graph.readers[dequantize.output[0]]:
+            reader_weights = graph.dequantized(reader.input[1]) if reader.op_type == "Conv" else None
+            if reader_weights is None or _attribute(reader, "group", 1) != 1:
+                return None
+            readers.append((reader_weights, 0))
+    if not readers or requantize.output[0] in graph.outputs:
+        return None
+    return _Padding(
+        conv, -weight.dims[0] % multiple, source, source.input[2], [(weights, 0)], vectors, readers
+    )
+
+
+def _is_depthwise(conv: onnx.NodeProto, weight: onnx.TensorProto) -> bool:
+    return _attribute(conv, "group", 1) == weight.dims[0] > 1 and weight.dims[1] == 1
+
+
+def _padded_in_graph(graph: onnx.GraphProto, node: onnx.NodeProto, index: int, pads: str, mode: str) -> None:
+    """Feed input ``index`` of ``node`` through a Pad of its initializer. ORT folds the constant Pad
     when it loads the model, so the kernel sees (and prepacks) the padded tensor while the file
     keeps the original one: the zero channels cost no stored bytes."""
-    name = conv.input[index]
+    name = node.input[index]
     padded = f"{name}_padded"
     pad = onnx.helper.make_node("Pad", [name, pads], [padded], name=f"{name}_pad", mode=mode)
-    graph.node.insert(list(graph.node).index(conv), pad)
-    conv.input[index] = padded
+    graph.node.insert(list(graph.node).index(node), pad)
+    node.input[index] = padded
 
 
 def pad_depthwise_channels(
     model: onnx.ModelProto, multiple: int = DEPTHWISE_CHANNEL_MULTIPLE
 ) -> dict[str, int]:
-    """Give each depthwise QLinearConv of a QOperator int8 graph a multiple of ``multiple`` channels.
+    """Give each depthwise int8 conv a multiple of ``multiple`` channels (see DEPTHWISE_CHANNEL_MULTIPLE).
 
-    Works on the quantized graph, so calibration and every scale stay what they were:
+    Works on the quantized graph (QOperator QLinearConv, or QDQ's DequantizeLinear → Conv →
+    QuantizeLinear, which ORT fuses into one at load time), so calibration and every scale stay
+    what they were:
     - the conv's uint8 input gets extra channels holding its zero point, the uint8 code of 0.0
       (a Pad at run time);
     - its int8 weights, bias and weight zero points get zeros for them, its per-channel scales
       repeat the last one;
-    - the group-1 QLinearConvs that read its output (the pointwise convs) get zero weights for
-      the extra channels, so they add exactly nothing.
-    Every real channel computes the same integers as before. The weights are padded by Pads of
-    the stored initializers, which ORT folds at load time: the file grows by the pads' few int64
-    constants only. Returns ``{conv name: channels added}``; ``model`` is changed in place. QDQ
-    graphs have no QLinearConv until ORT fuses them at load time, so they are unchanged.
+    - the convs that read its output (the pointwise convs) get zero weights for the extra
+      channels, so they add exactly nothing.
+    Every real channel computes the same integers as before. A conv is left as it is when its
+    output reaches anything but a group-1 conv, or its tensors are shared. The weights are padded
+    by Pads of the stored initializers, which ORT folds at load time: the file grows by the pads'
+    few int64 constants only. Returns ``{conv name: channels added}``; ``model`` changes in place.
     """
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
     graph = model.graph
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    readers = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            readers[name].append(node)
-    padded = {}
-    for conv, extra in _int8_depthwise_convs(graph, multiple):
-        channels = initializers[conv.input[3]].dims[0]
-        rank = len(initializers[conv.input[3]].dims)  # weights [C, 1, *kernel]; input [N, C, *steps]
+    view = _Graph(graph)
+    sites = []
+    for conv in graph.node:
+        finder = {"QLinearConv": _qoperator_padding, "Conv": _qdq_padding}.get(conv.op_type)
+        site = finder(view, conv, multiple) if finder is not None else None
+        if site is not None and site.extra:
+            sites.append(site)
+    for site in sites:
+        channels = view.initializers[site.filters[0][0].input[site.filters[0][1]]].dims[0]
+        rank = len(view.initializers[site.filters[0][0].input[site.filters[0][1]]].dims)
         pad_amounts = {  # ONNX pads: every axis's start, then every axis's end
-            "channels": [0] * (rank + 1) + [extra] + [0] * (rank - 2),  # axis 1 of input and reader weights
-            "filters": [0] * rank + [extra] + [0] * (rank - 1),  # axis 0 of the depthwise weights
-            "vector": [0, extra],  # per-channel bias, scales and zero points
+            "channels": [0] * (rank + 1) + [site.extra] + [0] * (rank - 2),  # axis 1: input, reader weights
+            "filters": [0] * rank + [site.extra] + [0] * (rank - 1),  # axis 0 of the depthwise weights
+            "vector": [0, site.extra],  # per-channel bias, scales and zero points
         }
-        pads = {role: f"{conv.name}_pads_{role}" for role in pad_amounts}
+        pads = {role: f"{site.conv.name}_pads_{role}" for role in pad_amounts}
         graph.initializer.extend(
             numpy_helper.from_array(np.array(pad_amounts[role], np.int64), pads[role]) for role in pad_amounts
         )
-        for reader in readers[conv.output[0]]:
-            _padded_in_graph(graph, reader, 3, pads["channels"], "constant")
-        _padded_in_graph(graph, conv, 3, pads["filters"], "constant")
-        for index, mode in ((4, "edge"), (5, "constant"), (8, "constant")):
-            present = index < len(conv.input) and conv.input[index]
-            if present and initializers[conv.input[index]].dims:  # not one value for every channel
-                _padded_in_graph(graph, conv, index, pads["vector"], mode)
-        conv.attribute.remove(next(a for a in conv.attribute if a.name == "group"))
-        conv.attribute.append(onnx.helper.make_attribute("group", channels + extra))
-        padded_input = f"{conv.name}_input_padded"
+        for node, index in site.readers:
+            _padded_in_graph(graph, node, index, pads["channels"], "constant")
+        for node, index in site.filters:
+            _padded_in_graph(graph, node, index, pads["filters"], "constant")
+        for node, index, mode in site.vectors:
+            _padded_in_graph(graph, node, index, pads["vector"], mode)
+        site.conv.attribute.remove(next(a for a in site.conv.attribute if a.name == "group"))
+        site.conv.attribute.append(onnx.helper.make_attribute("group", channels + site.extra))
+        padded_input = f"{site.conv.name}_input_padded"
         pad = onnx.helper.make_node(  # pads with the input's zero point
             "Pad",
-            [conv.input[0], pads["channels"], conv.input[2]],
+            [site.entry.input[0], pads["channels"], site.zero_point],
             [padded_input],
-            name=f"{conv.name}_channel_pad",
+            name=f"{site.conv.name}_channel_pad",
         )
-        graph.node.insert(list(graph.node).index(conv), pad)
-        conv.input[0] = padded_input
-        padded[conv.name] = extra
-    if padded:
+        graph.node.insert(list(graph.node).index(site.entry), pad)
+        site.entry.input[0] = padded_input
+    if sites:
         onnx.checker.check_model(model)
-    return padded
+    return {site.conv.name: site.extra for site in sites}
 
 
 def padded_depthwise_channels(model: onnx.ModelProto) -> dict[str, int]:
     """``{conv name: channels added}`` for every conv :func:`pad_depthwise_channels` padded in ``model``."""
-    pads = {node.output[0]: node for node in model.graph.node if node.op_type == "Pad"}
+    convs = {node.name for node in model.graph.node if node.op_type in ("Conv", "QLinearConv")}
     constants = _constant_values(model.graph)
     padded = {}
-    for conv in model.graph.node:
-        pad = pads.get(conv.input[0]) if conv.op_type == "QLinearConv" else None
-        if pad is not None and pad.name == f"{conv.name}_channel_pad":
+    for pad in model.graph.node:
+        conv = pad.name.removesuffix("_channel_pad")
+        if pad.op_type == "Pad" and conv != pad.name and conv in convs:
             amounts = constants[pad.input[1]]
-            padded[conv.name] = int(amounts[len(amounts) // 2 + 1])
+            padded[conv] = int(amounts[len(amounts) // 2 + 1])
     return padded
 
 
