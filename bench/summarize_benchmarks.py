@@ -3,7 +3,8 @@
     python bench/summarize_benchmarks.py benchmarks
 
 A benchmark path is ``<rule>.tsv``, ``<rule>/...`` or ``<run>/<rule>/...``: the rule is the
-first path part that names a workflow script (rule name = script name), else the first part.
+first path part that names a workflow script (rule name = script name), else the rule a known
+folder holds (``<run>/tune/...``: the tuning candidates), else the first part.
 """
 
 import sys
@@ -14,13 +15,19 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = [path.stem for path in sorted((ROOT / "scripts").glob("*.py"))]
 # Pipeline order first; rules not listed here follow in the order they are found.
-ORDER = ["prepare_data", "train_baseline", "prune", "sensitivity", "sparsify", "from_scratch", "finetune"]
+ORDER = ["prepare_data", "train_candidate", "choose_baseline", "train_baseline", "prune", "sensitivity"]
+ORDER += ["sparsify", "from_scratch", "finetune"]
 ORDER += ["export_onnx", "quantize", "qat", "evaluate", "time_latency", "report"]
+
+
+# Benchmark folders named after a stage rather than a script: <run>/tune/<candidate>.tsv.
+FOLDERS = {"tune": "train_candidate"}
 
 
 def rule_of(relative: Path) -> str:
     parts = [part.removesuffix(".tsv") for part in relative.parts]
-    return next((part for part in parts if part in SCRIPTS), parts[0])
+    named = next((part for part in parts if part in SCRIPTS), None)
+    return named or next((FOLDERS[part] for part in parts if part in FOLDERS), parts[0])
 
 
 def main(benchmarks: Path) -> None:
