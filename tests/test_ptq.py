@@ -198,6 +198,26 @@ def test_depthwise_channel_padding_changes_no_output(seed_shaped, quant_format, 
         assert padded["op_counts"].get(key) == plain["op_counts"].get(key)
 
 
+@pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
+def test_depthwise_channel_padding_keeps_a_residual_models_outputs(tmp_path, quant_format):
+    spec = ModelSpec(6, 4, (BlockSpec(5, 2, 12), BlockSpec(3, 1, 12), BlockSpec(3, 1, 20)), arch="residual")
+    setup = {
+        "fp32": export_random_model(spec, 64, tmp_path / "fp32.onnx"),
+        "train": np.random.default_rng(0).standard_normal((64, 6, 64), dtype=np.float32),
+        "dir": tmp_path,
+    }
+    padded = run_ptq(setup, "padded", quant_format=quant_format)
+    run_ptq(setup, "plain", quant_format=quant_format, depthwise_channel_multiple=1)
+    x = np.random.default_rng(1).standard_normal((32, 6, 64), dtype=np.float32)
+    outputs = [OnnxClassifier(tmp_path / f"{name}.onnx")(x) for name in ("padded", "plain")]
+    np.testing.assert_array_equal(*outputs)
+    # QOperator pads all three depthwise convs (6 -> 8, 12 -> 16 twice). In QDQ a residual block's
+    # input reaches its depthwise conv through the zero Pad of the 'same' padding, not straight
+    # from a DequantizeLinear of its own, so those convs are left as they are.
+    expected = [2, 4, 4] if quant_format == "QOperator" else []
+    assert sorted(padded["depthwise_channels_padded"].values()) == expected
+
+
 def _depthwise_then_pointwise(channels: int, *, pointwise: bool = True) -> onnx.ModelProto:
     """uint8 [N, channels, 9] → depthwise QLinearConv (k=3) → pointwise QLinearConv to 4 channels."""
     rng = np.random.default_rng(channels)

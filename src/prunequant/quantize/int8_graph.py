@@ -343,7 +343,9 @@ def pad_depthwise_channels(
     - the convs that read its output (the pointwise convs) get zero weights for the extra
       channels, so they add exactly nothing.
     Every real channel computes the same integers as before. A conv is left as it is when its
-    output reaches anything but a group-1 conv, or its tensors are shared. The weights are padded
+    output reaches anything but a group-1 conv, when its tensors are shared, or (QDQ) when its
+    input does not come straight from a DequantizeLinear of its own, as behind a residual
+    block's zero padding. The weights are padded
     by Pads of the stored initializers, which ORT folds at load time: the file grows by the pads'
     few int64 constants only. Returns ``{conv name: channels added}``; ``model`` changes in place.
     """
