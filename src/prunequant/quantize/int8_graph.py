@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -20,7 +21,6 @@ __all__ = [
     "int8_friendly_graph",
     "pad_depthwise_channels",
     "pad_depthwise_channels_in_file",
-    "padded_depthwise_channels",
 ]
 
 # MLAS's x86 int8 depthwise kernel (qdwconv_avx2.cpp, the QLinearConv path for group == channels)
@@ -360,8 +360,9 @@ def pad_depthwise_channels(
         if site is not None and site.extra:
             sites.append(site)
     for site in sites:
-        channels = view.initializers[site.filters[0][0].input[site.filters[0][1]]].dims[0]
-        rank = len(view.initializers[site.filters[0][0].input[site.filters[0][1]]].dims)
+        filters_node, filters_input = site.filters[0]
+        dims = view.initializers[filters_node.input[filters_input]].dims  # [C, 1, *kernel]
+        channels, rank = dims[0], len(dims)
         pad_amounts = {  # ONNX pads: every axis's start, then every axis's end
             "channels": [0] * (rank + 1) + [site.extra] + [0] * (rank - 2),  # axis 1: input, reader weights
             "filters": [0] * rank + [site.extra] + [0] * (rank - 1),  # axis 0 of the depthwise weights
@@ -393,25 +394,14 @@ def pad_depthwise_channels(
     return {site.conv.name: site.extra for site in sites}
 
 
-def padded_depthwise_channels(model: onnx.ModelProto) -> dict[str, int]:
-    """``{conv name: channels added}`` for every conv :func:`pad_depthwise_channels` padded in ``model``."""
-    convs = {node.name for node in model.graph.node if node.op_type in ("Conv", "QLinearConv")}
-    constants = _constant_values(model.graph)
-    padded = {}
-    for pad in model.graph.node:
-        conv = pad.name.removesuffix("_channel_pad")
-        if pad.op_type == "Pad" and conv != pad.name and conv in convs:
-            amounts = constants[pad.input[1]]
-            padded[conv] = int(amounts[len(amounts) // 2 + 1])
-    return padded
-
-
 def pad_depthwise_channels_in_file(
     path: str | os.PathLike, multiple: int = DEPTHWISE_CHANNEL_MULTIPLE
 ) -> dict[str, int]:
-    """:func:`pad_depthwise_channels` on an int8 ONNX file, rewritten in place only if it changes."""
+    """:func:`pad_depthwise_channels` on an int8 ONNX file, replaced (atomically) only if it changes."""
     model = onnx.load(str(path))
     padded = pad_depthwise_channels(model, multiple)
     if padded:
-        onnx.save(model, str(path))
+        partial = Path(path).with_name(Path(path).name + ".padding")
+        onnx.save(model, str(partial))
+        os.replace(partial, path)
     return padded

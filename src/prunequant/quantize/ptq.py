@@ -24,7 +24,6 @@ from prunequant.quantize.int8_graph import (
     DEPTHWISE_CHANNEL_MULTIPLE,
     int8_friendly_graph,
     pad_depthwise_channels_in_file,
-    padded_depthwise_channels,
 )
 from prunequant.quantize.onnx_files import quiet, strip_debug_metadata
 
@@ -169,7 +168,6 @@ def quantize_static_int8(
     batch_size: int = CALIBRATION_BATCH,  # largest calibration batch; see calibration_batch_size
     reduce_range: bool = False,
     rewrite_graph: bool = True,  # apply int8_friendly_graph first (same function, faster int8 graph)
-    depthwise_channel_multiple: int = DEPTHWISE_CHANNEL_MULTIPLE,  # see pad_depthwise_channels; 1: off
 ) -> Path:
     """Quantize an fp32 ONNX classifier to int8 with activation ranges from ``calibration``.
 
@@ -213,8 +211,6 @@ def quantize_static_int8(
                     "CalibPercentile": float(percentile),
                 },
             )
-        if depthwise_channel_multiple > 1:
-            pad_depthwise_channels_in_file(quantized, depthwise_channel_multiple)
         strip_debug_metadata(quantized)
         int8_path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(quantized, int8_path)
@@ -268,8 +264,8 @@ def quantize_ptq(
         percentile=percentile,
         nodes_to_exclude=nodes_to_exclude,
         rewrite_graph=rewrite_graph,
-        depthwise_channel_multiple=depthwise_channel_multiple,
     )
+    padded_channels = pad_depthwise_channels_in_file(int8_path, depthwise_channel_multiple)
     op_counts = count_quantized_ops(int8_path)
     float_nodes = float_nodes_of(int8_path)
     all_layers = [name for name, _ in quantizable_nodes(fp32_path)]
@@ -288,7 +284,7 @@ def quantize_ptq(
         "seed": seed,
         "nodes_to_exclude": list(nodes_to_exclude),
         "rewrite_graph": rewrite_graph,
-        "depthwise_channels_padded": padded_depthwise_channels(onnx.load(str(int8_path))),
+        "depthwise_channels_padded": padded_channels,
         "float_nodes": float_nodes,
         "quantized_nodes": [name for name in all_layers if name not in float_nodes],
         "op_counts": op_counts,
