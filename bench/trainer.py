@@ -8,8 +8,9 @@ runs one epoch of every loop, in a shuffled order (prunequant.latency.time_inter
   as-built        the engine's loop (batches sliced from resident tensors) with the default Adam
                   and the model as built
   engine-epoch    prunequant.engine._train_one_epoch with the engine's fused Adam: resident
-                  tensors, and the model in its training form (the last AvgPool1d(2) a crop,
-                  exact before the global mean: prunequant.model.training_form)
+                  tensors, and the model in its training form (prunequant.model.training_form:
+                  the last AvgPool1d(2) a crop, exact before the global mean, and the depthwise
+                  convs' weight gradient one batched matrix product)
   engine-train    prunequant.engine.train for one epoch: the epoch, validation, resume state
 
 Every loop sums the loss and counts correct predictions, as the engine does.

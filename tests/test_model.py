@@ -186,11 +186,16 @@ def test_training_form_gives_the_models_outputs_and_gradients_and_restores_the_p
         return out.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
 
     expected, expected_grads = outputs_and_gradients()
+    keys = list(model.state_dict())
     with training_form(model):
         assert isinstance(model.blocks[-1].pool, CropToEven)
         assert model.blocks[0].pool is not pool and isinstance(model.blocks[0].pool, torch.nn.AvgPool1d)
+        # both depthwise convs (the second one's input gradient too) take the batched weight gradient
+        assert all(type(block.depthwise) is not torch.nn.Conv1d for block in model.blocks)
+        assert list(model.state_dict()) == keys
         got, got_grads = outputs_and_gradients()
     assert model.blocks[-1].pool is pool
+    assert all(type(block.depthwise) is torch.nn.Conv1d for block in model.blocks)
     torch.testing.assert_close(got, expected)
     for name in expected_grads:
         torch.testing.assert_close(got_grads[name], expected_grads[name])
