@@ -16,7 +16,6 @@ from prunequant.config import (  # noqa: E402
     study_problems,
     training_gpus,
 )
-from prunequant.data import group_names  # noqa: E402
 from prunequant.sources import library_digests  # noqa: E402
 from prunequant.variants import (  # noqa: E402
     configured_models,
@@ -40,8 +39,11 @@ def _stop_on(problems):
         raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
-# Every check runs before any job: a bad setting costs seconds, not a training run.
-_stop_on(config_problems(config, SCHEMA))
+# Every check runs before any job: a bad setting costs seconds, not a training run. A config
+# already found valid is not validated again (a marker per schema + config digest).
+_stop_on(
+    config_problems(config, SCHEMA, validated_dir=".prunequant-cache/valid-configs")
+)
 _stop_on(
     missing_data_files(config["data"])
     + model_problems(
@@ -56,12 +58,18 @@ TRAINING_GPUS = training_gpus(config["training_gpus"], config["device"])
 # Resumable training state lives outside declared outputs: Snakemake deletes those when a job fails.
 RESUME_DIR = ".prunequant-resume"
 
+
 # ----------------------------------------------------------------------------- the variant space
-N_FOLDS = (
-    len(group_names(active_data_settings(config["data"])))
-    if config["data"]["folds"] == "leave_one_group_out"
-    else None
-)
+def _n_folds(data):
+    """Folds of a leave-one-group-out study (one per group), else None."""
+    if data["folds"] != "leave_one_group_out":
+        return None
+    from prunequant.data import group_names  # the data package only for grouped folds
+
+    return len(group_names(active_data_settings(data)))
+
+
+N_FOLDS = _n_folds(config["data"])
 RUNS = configured_runs(config["seeds"], N_FOLDS)
 FIRST_RUN = RUNS[
     0

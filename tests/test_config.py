@@ -1,4 +1,6 @@
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,50 @@ def config():
 
 def test_shipped_config_is_valid(config):
     assert config_problems(config, SCHEMA) == []
+
+
+def test_a_config_found_valid_is_not_validated_again(config, tmp_path, monkeypatch):
+    import prunequant.config as config_module
+
+    validated = tmp_path / "valid-configs"
+    assert config_problems(config, SCHEMA, validated_dir=validated) == []
+    assert len(list(validated.iterdir())) == 1
+
+    def validator_called(*args):
+        raise AssertionError("validated again")
+
+    monkeypatch.setattr(config_module, "_schema_violations", validator_called)
+    assert config_problems(copy.deepcopy(config), SCHEMA, validated_dir=validated) == []
+    changed = copy.deepcopy(config)
+    changed["seeds"] = [5]
+    with pytest.raises(AssertionError, match="validated again"):  # another config is checked
+        config_problems(changed, SCHEMA, validated_dir=validated)
+
+
+def test_the_snakefiles_checks_import_no_validator_data_package_or_torch():
+    # every `snakemake` call imports prunequant.config; jsonschema loads only for a new config
+    code = (
+        "import sys, prunequant.config, prunequant.variants, prunequant.sources; "
+        "print(sorted(m for m in ('jsonschema', 'prunequant.data', 'torch') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_an_invalid_config_is_reported_on_every_call(config, tmp_path):
+    broken = copy.deepcopy(config)
+    broken["prune"]["structured"][0]["criterion"] = "l3"
+    validated = tmp_path / "valid-configs"
+    for _ in range(2):
+        problems = config_problems(broken, SCHEMA, validated_dir=validated)
+        assert any("'prune.structured[0].criterion'" in p for p in problems), problems
+    assert not validated.exists()
+
+
+def test_validation_works_where_no_marker_can_be_written(config, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # a marker folder cannot be made under a file
+    assert config_problems(config, SCHEMA, validated_dir=blocked / "valid-configs") == []
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+from importlib import metadata
 from pathlib import Path
 
-import jsonschema
 import yaml
 
-from prunequant.data.audio import wav_files
 from prunequant.variants import configured_models
 
 __all__ = [
@@ -55,11 +55,42 @@ def _key_path(path) -> str:
     return key or "(top level)"
 
 
-def config_problems(config: dict, schema_path: str | Path) -> list[str]:
-    """Every schema violation in ``config`` as 'config key X: problem', sorted by key."""
+def config_problems(
+    config: dict, schema_path: str | Path, *, validated_dir: str | os.PathLike | None = None
+) -> list[str]:
+    """Every schema violation in ``config`` as 'config key X: problem', sorted by key.
+
+    ``validated_dir``: where a config found valid leaves an empty marker named by the digest of
+    the schema, the config and jsonschema's version; a later call with the same three skips
+    jsonschema. Importing and running it were the largest part of what this workflow adds to
+    every ``snakemake`` call (bench/results/overhead.txt). An invalid config leaves no marker.
+    """
+    schema_text = Path(schema_path).read_text()
+    marker = None
+    if validated_dir is not None:
+        marker = Path(validated_dir) / _validation_digest(schema_text, config)
+        if marker.is_file():
+            return []
     # libyaml's loader when PyYAML has it: the pure-Python one costs every snakemake call ~40 ms here.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    schema = yaml.load(Path(schema_path).read_text(), Loader=loader)
+    schema = yaml.load(schema_text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    problems = _schema_violations(config, schema)
+    if marker is not None and not problems:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a read-only working directory: validate again next time
+    return problems
+
+
+def _validation_digest(schema_text: str, config: dict) -> str:
+    content = json.dumps([schema_text, config, metadata.version("jsonschema")], sort_keys=True, default=repr)
+    return hashlib.sha256(content.encode()).hexdigest()[:32]
+
+
+def _schema_violations(config: dict, schema: dict) -> list[str]:
+    import jsonschema  # only when a config has not been validated before (see config_problems)
+
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     problems = []
     for error in validator.iter_errors(config):
@@ -132,6 +163,8 @@ def data_files(data: dict) -> list[str]:
     elif source == "ts":
         paths = [data["ts_train"], data.get("ts_test")]
     elif source == "audio":
+        from prunequant.data.audio import wav_files  # the data package only for an audio source
+
         paths = wav_files(Path(data["audio"]["root"]))
     else:
         paths = []

@@ -11,6 +11,7 @@ every rule's outputs.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -64,6 +65,7 @@ def _imported_modules(path: Path, module_name: str | None = None) -> frozenset[s
     return frozenset(name for name in modules | parents if name == PACKAGE or name.startswith(PACKAGE + "."))
 
 
+@cache
 def _module_name(path: Path, package_dir: Path) -> str | None:
     try:
         relative = path.relative_to(package_dir).with_suffix("")
@@ -117,10 +119,26 @@ def library_digests(script: str | Path, package_dir: str | Path) -> dict[str, st
     its bytes, for every module :func:`library_sources` finds for ``script``."""
     package_dir = Path(package_dir)
     return {
-        Path(path).relative_to(package_dir.parent).as_posix(): _digest(Path(path))
-        for path in library_sources(script, package_dir)
+        _relative_name(path, package_dir.parent): _digest(path)
+        for path in _library_sources(Path(script), package_dir)
     }
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+@cache
+def _relative_name(path: str, root: Path) -> str:
+    return Path(path).relative_to(root).as_posix()
+
+
+# Every rule's params hash the modules its script imports, and the rules share most of them:
+# each file is hashed once per process, again only if its size or modification time changes.
+_digests: dict[str, tuple[tuple[int, int], str]] = {}
+
+
+def _digest(path: str) -> str:
+    stat = os.stat(path)
+    version = (stat.st_mtime_ns, stat.st_size)
+    known = _digests.get(path)
+    if known is None or known[0] != version:
+        with open(path, "rb") as file:
+            known = _digests[path] = (version, hashlib.sha256(file.read()).hexdigest()[:16])
+    return known[1]
