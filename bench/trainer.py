@@ -17,6 +17,11 @@ Every loop sums the loss and counts correct predictions, as the engine does.
 
     python bench/trainer.py > bench/results/trainer-cpu.txt
     python bench/trainer.py --profile       # where each loop's epoch spends its time
+    python bench/trainer.py --device cuda > bench/results/trainer-cuda.txt
+
+On CUDA the DataLoader loop keeps its dataset on the CPU and moves each batch to the device, as a
+plain loop does; the engine keeps the whole training set on the device. Every loop reads the loss
+with .item() at every step, so each timed epoch ends with the device synchronised.
 """
 
 import argparse
@@ -47,14 +52,15 @@ def make_data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def fresh_model_and_optimizer(seed: int, *, fused: bool = False):
+def fresh_model_and_optimizer(seed: int, device: torch.device, *, fused: bool = False):
     torch.manual_seed(seed)
-    model = build_model(SPEC)
+    model = build_model(SPEC).to(device)
     return model, torch.optim.Adam(model.parameters(), lr=LR, fused=fused or None)
 
 
-def dataloader_epoch_runner(x, y, seed: int):
-    model, optimizer = fresh_model_and_optimizer(seed)
+def dataloader_epoch_runner(x, y, seed: int, device: torch.device):
+    """The dataset stays on the CPU; each batch moves to ``device`` inside the loop."""
+    model, optimizer = fresh_model_and_optimizer(seed, device)
     loader = DataLoader(
         TensorDataset(x, y),
         batch_size=BATCH_SIZE,
@@ -66,6 +72,7 @@ def dataloader_epoch_runner(x, y, seed: int):
         model.train()
         loss_sum, correct = 0.0, 0
         for batch_x, batch_y in loader:
+            batch_x, batch_y = batch_x.to(device, non_blocking=True), batch_y.to(device, non_blocking=True)
             logits = model(batch_x)
             loss = nn.functional.cross_entropy(logits, batch_y)
             optimizer.zero_grad(set_to_none=True)
@@ -78,9 +85,10 @@ def dataloader_epoch_runner(x, y, seed: int):
     return epoch
 
 
-def as_built_epoch_runner(x, y, seed: int):
+def as_built_epoch_runner(x, y, seed: int, device: torch.device):
     """The engine's own loop without its two changes: default Adam, the model as built."""
-    model, optimizer = fresh_model_and_optimizer(seed)
+    model, optimizer = fresh_model_and_optimizer(seed, device)
+    x, y = x.to(device), y.to(device)  # resident, as the engine keeps them
     generator = torch.Generator().manual_seed(seed)
 
     def epoch():
@@ -93,8 +101,9 @@ def as_built_epoch_runner(x, y, seed: int):
     return epoch
 
 
-def engine_epoch_runner(x, y, seed: int):
-    model, optimizer = fresh_model_and_optimizer(seed, fused=True)  # as engine.train builds it
+def engine_epoch_runner(x, y, seed: int, device: torch.device):
+    model, optimizer = fresh_model_and_optimizer(seed, device, fused=True)  # as engine.train builds it
+    x, y = x.to(device), y.to(device)
     generator = torch.Generator().manual_seed(seed)
 
     def epoch():
@@ -104,8 +113,8 @@ def engine_epoch_runner(x, y, seed: int):
     return epoch
 
 
-def engine_train_runner(x, y, seed: int, workdir: Path):
-    model, _ = fresh_model_and_optimizer(seed)
+def engine_train_runner(x, y, seed: int, device: torch.device, workdir: Path):
+    model, _ = fresh_model_and_optimizer(seed, device)
     config = engine.TrainConfig(
         epochs=1,
         batch_size=BATCH_SIZE,
@@ -123,7 +132,7 @@ def engine_train_runner(x, y, seed: int, workdir: Path):
             (x, y),
             val,
             config,
-            device=torch.device("cpu"),
+            device=device,
             best_path=workdir / "best.pt",
             resume_path=workdir / "resume.pt",
             job_fingerprint="bench",
@@ -133,31 +142,33 @@ def engine_train_runner(x, y, seed: int, workdir: Path):
     return epoch
 
 
-def training_form_agreement(x, y, seed: int, epochs: int = 3) -> tuple[float, float]:
+def training_form_agreement(x, y, seed: int, device: torch.device, epochs: int = 3) -> tuple[float, float]:
     """Largest |loss difference| and |weight difference| after ``epochs`` of engine-epoch vs
     as-built from the same initial weights and batch order: float rounding only, if exact."""
-    as_built = as_built_epoch_runner(x, y, seed)
-    engine_loop = engine_epoch_runner(x, y, seed)
+    as_built = as_built_epoch_runner(x, y, seed, device)
+    engine_loop = engine_epoch_runner(x, y, seed, device)
     loss_diff = max(abs(as_built()[0] - engine_loop()[0]) for _ in range(epochs))
     weights = [dict(runner.model.named_parameters()) for runner in (as_built, engine_loop)]
     weight_diff = max((weights[0][name] - weights[1][name]).abs().max().item() for name in weights[0])
     return loss_diff, weight_diff
 
 
-def profile_epochs(x, y, seed: int) -> None:
-    """torch.profiler of one epoch of each loop: the heaviest operators by their own CPU time."""
+def profile_epochs(x, y, seed: int, device: torch.device) -> None:
+    """torch.profiler of one epoch of each loop: the heaviest operators by their own time."""
     from torch.profiler import ProfilerActivity, profile
 
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     for name, epoch in (
-        ("engine-epoch", engine_epoch_runner(x, y, seed)),
-        ("as-built", as_built_epoch_runner(x, y, seed)),
-        ("dataloader", dataloader_epoch_runner(x, y, seed)),
+        ("engine-epoch", engine_epoch_runner(x, y, seed, device)),
+        ("as-built", as_built_epoch_runner(x, y, seed, device)),
+        ("dataloader", dataloader_epoch_runner(x, y, seed, device)),
     ):
         epoch()  # warm-up
-        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        with profile(activities=activities) as profiler:
             epoch()
         print(f"## {name}")
-        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=14))
+        print(profiler.key_averages().table(sort_by=sort_by, row_limit=14))
 
 
 def main() -> None:
@@ -168,34 +179,38 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the training rules use 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    device = engine.pick_device(args.device)
     x, y = make_data(args.seed)
     with pinned_threads(args.threads), tempfile.TemporaryDirectory() as tmp:
         if args.profile:
-            profile_epochs(x, y, args.seed)
+            profile_epochs(x, y, args.seed, device)
             return
         runners = {
-            "dataloader": dataloader_epoch_runner(x, y, args.seed),
-            "as-built": as_built_epoch_runner(x, y, args.seed),
-            "engine-epoch": engine_epoch_runner(x, y, args.seed),
-            "engine-train": engine_train_runner(x, y, args.seed, Path(tmp)),
+            "dataloader": dataloader_epoch_runner(x, y, args.seed, device),
+            "as-built": as_built_epoch_runner(x, y, args.seed, device),
+            "engine-epoch": engine_epoch_runner(x, y, args.seed, device),
+            "engine-train": engine_train_runner(x, y, args.seed, device, Path(tmp)),
         }
         times = time_interleaved(runners, rounds=args.rounds, warmup=1, seed=args.seed)
     references = {name: "dataloader" for name in runners if name != "dataloader"}
     summary = summarize(times, references=references, seed=args.seed)
-    print("# Training epoch time on the CPU: prunequant's trainer vs a plain DataLoader loop")
+    where = "the CPU" if device.type == "cpu" else f"CUDA ({torch.cuda.get_device_name(device)})"
+    print(f"# Training epoch time on {where}: prunequant's trainer vs a plain DataLoader loop")
     print(
         f"# {time.strftime('%Y-%m-%d', time.gmtime())} | {cpu_name()} | {os.cpu_count()} CPUs, "
         f"{args.threads} torch thread(s), pinned | load average {os.getloadavg()[0]:.1f} | "
         f"Python {platform.python_version()} | torch {torch.__version__}"
     )
-    print(f"# command: python bench/trainer.py --rounds {args.rounds} --threads {args.threads}")
+    options = f"--rounds {args.rounds} --threads {args.threads} --device {args.device}"
+    print(f"# command: python bench/trainer.py {options}")
     print(
         f"# seed model, {N_SAMPLES} random samples of {SPEC.in_channels}x{LENGTH}, batch {BATCH_SIZE}, Adam; "
         f"{args.rounds} interleaved rounds of one epoch each, after one warm-up epoch"
     )
     print("# median ms per epoch [95% bootstrap interval]; speedup = DataLoader time / this loop's time\n")
-    loss_diff, weight_diff = training_form_agreement(x, y, args.seed)
+    loss_diff, weight_diff = training_form_agreement(x, y, args.seed, device)
     for name, entry in summary.items():
         line = f"{name:18s} {entry['median_ms']:8.1f} ms [{entry['low_ms']:.1f}-{entry['high_ms']:.1f}]"
         if "verdict" in entry:
