@@ -328,7 +328,7 @@ def training_form(model: nn.Module) -> Iterator[nn.Module]:
     Everything is put back on exit, so a saved model is the architecture as built. Models of other
     classes (e.g. traced QAT graphs) are untouched.
     """
-    if not isinstance(model, _BlockStack):
+    if not isinstance(model, _BlockStack) or not len(model.blocks):
         yield model
         return
     depthwise_convs = [block.depthwise for block in model.blocks if _is_plain_depthwise(block.depthwise)]
