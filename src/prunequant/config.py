@@ -68,7 +68,9 @@ def config_problems(
     schema_text = Path(schema_path).read_text()
     marker = None
     if validated_dir is not None:
-        marker = Path(validated_dir) / _validation_digest(schema_text, config)
+        marker = Path(validated_dir) / config_hash(
+            {"schema": schema_text, "config": config, "jsonschema": metadata.version("jsonschema")}
+        )
         if marker.is_file():
             return []
     # libyaml's loader when PyYAML has it: the pure-Python one costs every snakemake call ~40 ms here.
@@ -81,11 +83,6 @@ def config_problems(
         except OSError:
             pass  # a read-only working directory: validate again next time
     return problems
-
-
-def _validation_digest(schema_text: str, config: dict) -> str:
-    content = json.dumps([schema_text, config, metadata.version("jsonschema")], sort_keys=True, default=repr)
-    return hashlib.sha256(content.encode()).hexdigest()[:32]
 
 
 def _schema_violations(config: dict, schema: dict) -> list[str]:
@@ -217,8 +214,12 @@ def study_problems(config: dict) -> list[str]:
 
 
 def config_hash(config: dict) -> str:
-    """A short fingerprint of the whole configuration (key order does not matter)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    """A short fingerprint of the whole configuration (key order does not matter).
+
+    A value JSON cannot hold (a YAML date, say) enters by its repr, so a config the schema will
+    reject still gets a fingerprint instead of an error.
+    """
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=repr).encode()).hexdigest()[:12]
 
 
 def training_gpus(setting: str | int, device: str, *, gpu_visible: bool | None = None) -> int:
