@@ -31,19 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from summarize_benchmarks import ORDER, rule_of  # bench/ is on sys.path: it holds this script
+from summarize_benchmarks import ORDER, logged_value, rule_of  # bench/ is on sys.path: it holds this script
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE_LINE = re.compile(r"^prunequant-stage-seconds:\s*([0-9.eE+-]+)\s*$", re.MULTILINE)
 IMPORTTIME_LINE = re.compile(r"^import time:\s*(\d+)\s*\|\s*(\d+)\s*\|( *)(\S+)\s*$")
-
-
-def stage_seconds(log: Path) -> float | None:
-    """The last ``prunequant-stage-seconds`` value of a job log, or None when it has none."""
-    if not log.is_file():
-        return None
-    matches = STAGE_LINE.findall(log.read_text(errors="replace"))
-    return float(matches[-1]) if matches else None
 
 
 def job_table(run_dir: Path) -> pd.DataFrame:
@@ -53,7 +44,7 @@ def job_table(run_dir: Path) -> pd.DataFrame:
     for path in sorted(benchmarks.rglob("*.tsv")):
         relative = path.relative_to(benchmarks)
         job_seconds = pd.read_csv(path, sep="\t")["s"].sum()  # one row, or one per --benchmark-repeats
-        stage = stage_seconds((run_dir / "logs" / relative).with_suffix(".log"))
+        stage = logged_value((run_dir / "logs" / relative).with_suffix(".log"), "prunequant-stage-seconds:")
         rows.append(
             {
                 "rule": rule_of(relative),

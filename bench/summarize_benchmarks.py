@@ -2,11 +2,16 @@
 
     python bench/summarize_benchmarks.py benchmarks
 
+Peak memory is the ``prunequant-peak-memory-mb:`` line of the job's log (``logs/`` next to
+``benchmarks/``, same relative path) where there is one: a warm-started job's work runs in a
+worker process that Snakemake's ``max_rss`` does not see. Otherwise it is ``max_rss``.
+
 A benchmark path is ``<rule>.tsv``, ``<rule>/...`` or ``<run>/<rule>/...``: the rule is the
 first path part that names a workflow script (rule name = script name), else the rule a known
 folder holds (``<run>/tune/...``: the tuning candidates), else the first part.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +23,15 @@ SCRIPTS = [path.stem for path in sorted((ROOT / "scripts").glob("*.py"))]
 ORDER = ["prepare_data", "train_candidate", "choose_baseline", "train_baseline", "prune", "sensitivity"]
 ORDER += ["sparsify", "from_scratch", "finetune"]
 ORDER += ["export_onnx", "quantize", "qat", "evaluate", "time_latency", "report"]
+
+
+def logged_value(log: Path, prefix: str) -> float | None:
+    """The last ``<prefix> <number>`` line of a job log, or None when it has none."""
+    if not log.is_file():
+        return None
+    pattern = re.compile(rf"^{re.escape(prefix)}\s*([0-9.eE+-]+)\s*$", re.MULTILINE)
+    matches = pattern.findall(log.read_text(errors="replace"))
+    return float(matches[-1]) if matches else None
 
 
 # Benchmark folders named after a stage rather than a script: <run>/tune/<candidate>.tsv.
@@ -34,7 +48,12 @@ def main(benchmarks: Path) -> None:
     frames = []
     for path in sorted(benchmarks.rglob("*.tsv")):
         frame = pd.read_csv(path, sep="\t")
-        frame["rule"] = rule_of(path.relative_to(benchmarks))
+        relative = path.relative_to(benchmarks)
+        frame["rule"] = rule_of(relative)
+        log = (benchmarks.parent / "logs" / relative).with_suffix(".log")
+        peak = logged_value(log, "prunequant-peak-memory-mb:")
+        if peak is not None:
+            frame["max_rss"] = peak
         frames.append(frame)
     if not frames:
         raise SystemExit(f"{benchmarks}: no benchmark files")

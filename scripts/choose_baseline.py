@@ -1,3 +1,7 @@
+from prunequant.warmstart import continue_in_warm_process
+
+continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
+
 from prunequant.jobs import job_logging, write_json
 from prunequant.tuning import choose_candidate, tuning_table
 

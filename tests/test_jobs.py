@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from prunequant.errors import UserError
-from prunequant.jobs import STAGE_SECONDS_PREFIX, job_logging, read_json, write_json
+from prunequant.jobs import PEAK_MEMORY_PREFIX, STAGE_SECONDS_PREFIX, job_logging, read_json, write_json
 
 
 def test_output_warnings_and_tracebacks_land_in_the_log(tmp_path):
@@ -59,13 +59,17 @@ def test_no_logging_handler_is_left_on_the_closed_log(tmp_path, capfd):
     assert "after the job" not in (tmp_path / "job.log").read_text()
 
 
-def test_successful_job_ends_its_log_with_the_stage_time(tmp_path):
+def test_successful_job_ends_its_log_with_its_peak_memory_and_stage_time(tmp_path):
     log = tmp_path / "job.log"
     with job_logging(log):
+        ballast = bytearray(64 * 2**20)  # 64 MiB, touched: the peak must count it
+        ballast[::4096] = b"x" * len(ballast[::4096])
         print("working")
-    last = log.read_text().splitlines()[-1]
+    *_, memory, last = log.read_text().splitlines()
     assert last.startswith(STAGE_SECONDS_PREFIX + " ")
     assert float(last.removeprefix(STAGE_SECONDS_PREFIX)) >= 0.0
+    assert memory.startswith(PEAK_MEMORY_PREFIX + " ")
+    assert float(memory.removeprefix(PEAK_MEMORY_PREFIX)) >= 64
 
 
 def test_json_round_trip(tmp_path):

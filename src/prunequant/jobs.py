@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import os
+import resource
 import sys
 import time
 import traceback
@@ -17,11 +18,14 @@ from pathlib import Path
 
 from prunequant.errors import UserError
 
-__all__ = ["STAGE_SECONDS_PREFIX", "job_logging", "write_json", "read_json"]
+__all__ = ["PEAK_MEMORY_PREFIX", "STAGE_SECONDS_PREFIX", "job_logging", "write_json", "read_json"]
 
 # Last line of a successful job's log: the wall time spent inside job_logging. Benchmarks compare
 # it with Snakemake's per-job time to measure what starting a job costs.
 STAGE_SECONDS_PREFIX = "prunequant-stage-seconds:"
+# The line before it: the job process's peak resident memory. Snakemake's benchmark files measure
+# the process Snakemake started, which for a warm-started job (prunequant.warmstart) only waits.
+PEAK_MEMORY_PREFIX = "prunequant-peak-memory-mb:"
 
 # How many job_logging blocks are open: only the outermost one reports a UserError and exits, so a
 # nested block cannot print the error line into its parent's log instead of onto the real stderr.
@@ -37,6 +41,12 @@ def _skip_final_garbage_collection() -> None:
     written and closed inside the job, and atexit handlers and stream flushes still run.
     """
     gc.freeze()
+
+
+def _peak_memory_mb() -> float:
+    """This process's peak resident set size in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 @contextlib.contextmanager
@@ -75,7 +85,8 @@ def job_logging(log_path: str | os.PathLike, threads: int | None = None) -> Iter
     A :class:`~prunequant.errors.UserError` is reported as the single line
     ``prunequant: error: <message>`` on the real stderr and ends the job with ``SystemExit(1)``;
     its traceback goes to the log only. Any other exception is logged and re-raised. A job that
-    succeeds ends its log with ``prunequant-stage-seconds: <seconds spent inside the block>``.
+    succeeds ends its log with ``prunequant-peak-memory-mb: <peak resident memory>`` and
+    ``prunequant-stage-seconds: <seconds spent inside the block>``.
     ``threads`` sets torch's intra-op thread count if the job's script has imported torch.
     """
     global _open_jobs
@@ -108,7 +119,9 @@ def job_logging(log_path: str | os.PathLike, threads: int | None = None) -> Iter
                     traceback.print_exc(file=log)
                     raise
                 else:
-                    print(f"{STAGE_SECONDS_PREFIX} {time.perf_counter() - started:.6f}", file=log)
+                    seconds = time.perf_counter() - started
+                    print(f"{PEAK_MEMORY_PREFIX} {_peak_memory_mb():.1f}", file=log)
+                    print(f"{STAGE_SECONDS_PREFIX} {seconds:.6f}", file=log)
         finally:
             _open_jobs -= 1
             sys.stdout, sys.stderr = saved

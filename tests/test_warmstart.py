@@ -1,0 +1,205 @@
+"""Job scripts handed to a warm worker: same arguments, folder, environment, streams, status, bytes."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from prunequant.warmstart import SWITCH, warm_start_enabled
+
+# What every probe script does first: note what its process had imported before the hand-over
+# (a warm worker starts with torch imported and no prunequant module), then hand over.
+PROBE_HEAD = """\
+import json, os, sys
+preloaded = {"torch": "torch" in sys.modules, "training": "prunequant.training" in sys.modules}
+from prunequant.warmstart import continue_in_warm_process
+continue_in_warm_process()
+"""
+
+
+@pytest.fixture(scope="module")
+def runtime_dir(tmp_path_factory):
+    """A private folder for this module's warm server; the server is stopped afterwards."""
+    folder = tmp_path_factory.mktemp("runtime")
+    yield folder
+    for log in folder.glob("prunequant-warm-*/*.log"):
+        for pid in re.findall(r"pid (\d+) listening", log.read_text()):
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def job_environment(runtime_dir):
+    environment = {name: value for name, value in os.environ.items() if name not in {SWITCH, "SLURM_JOB_ID"}}
+    environment["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    return environment
+
+
+def write_probe(folder: Path, body: str) -> Path:
+    script = folder / "probe.py"
+    script.write_text(PROBE_HEAD + textwrap.dedent(body))
+    return script
+
+
+def run_probe(script: Path, environment: dict, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, script.name, *arguments],
+        cwd=script.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def start_probe(script: Path, environment: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, script.name], cwd=script.parent, env=environment, stdout=subprocess.PIPE, text=True
+    )
+
+
+def wait_until_gone(pid: int, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_job_runs_in_a_warm_worker_with_its_arguments_folder_environment_and_streams(
+    tmp_path, job_environment
+):
+    script = write_probe(
+        tmp_path,
+        """\
+        print(json.dumps({"preloaded": preloaded, "argv": sys.argv, "cwd": os.getcwd(),
+                          "probe": os.environ.get("PROBE"), "pid": os.getpid()}))
+        print("to stderr", file=sys.stderr)
+        """,
+    )
+    for probe in ("first", "second"):  # the first starts the server, the second finds it
+        finished = run_probe(script, job_environment | {"PROBE": probe}, "--flag", "value")
+        assert finished.returncode == 0, finished.stderr
+        seen = json.loads(finished.stdout)
+        assert seen["preloaded"] == {"torch": True, "training": False}
+        assert seen["argv"] == ["probe.py", "--flag", "value"]
+        assert seen["cwd"] == str(tmp_path)
+        assert seen["probe"] == probe
+        assert finished.stderr == "to stderr\n"
+
+
+@pytest.mark.parametrize(
+    "body, code, stderr",
+    [
+        ("sys.exit(3)", 3, ""),
+        ("sys.exit('bad input')", 1, "bad input\n"),
+        ("raise ValueError('broken')", 1, "ValueError: broken"),
+        (
+            """\
+            from prunequant.errors import UserError
+            from prunequant.jobs import job_logging
+            with job_logging("job.log"):
+                raise UserError("no such file: x.csv")
+            """,
+            1,
+            "prunequant: error: no such file: x.csv\n",
+        ),
+    ],
+)
+def test_the_job_exits_with_the_workers_status(tmp_path, job_environment, body, code, stderr):
+    finished = run_probe(write_probe(tmp_path, body), job_environment)
+    assert finished.returncode == code
+    assert stderr in finished.stderr
+    if code == 1 and "Error:" in stderr:
+        assert "Traceback" in finished.stderr
+
+
+@pytest.mark.parametrize(
+    "setting", [{SWITCH: "0"}, {SWITCH: "false"}, {"SLURM_JOB_ID": "4242"}], ids=["off", "false", "slurm"]
+)
+def test_switched_off_or_on_slurm_the_job_runs_in_its_own_process(tmp_path, job_environment, setting):
+    assert not warm_start_enabled(setting)
+    script = write_probe(tmp_path, 'print(json.dumps({"pid": os.getpid(), "preloaded": preloaded}))')
+    process = start_probe(script, job_environment | setting)
+    output, _ = process.communicate(timeout=180)
+    seen = json.loads(output)
+    assert seen["pid"] == process.pid
+    assert seen["preloaded"]["torch"] is False
+
+
+def test_a_runtime_folder_open_to_others_is_not_used(tmp_path, job_environment):
+    shared = tmp_path / "shared"
+    (shared / f"prunequant-warm-{os.getuid()}").mkdir(parents=True, mode=0o777)
+    (shared / f"prunequant-warm-{os.getuid()}").chmod(0o777)
+    script = write_probe(tmp_path, 'print(json.dumps({"pid": os.getpid()}))')
+    process = start_probe(script, job_environment | {"XDG_RUNTIME_DIR": str(shared)})
+    output, _ = process.communicate(timeout=180)
+    assert json.loads(output)["pid"] == process.pid
+    assert not list(shared.rglob("*.sock"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_a_stopped_job_stops_its_worker(tmp_path, job_environment, signum):
+    script = write_probe(
+        tmp_path,
+        """\
+        import time
+        print(os.getpid(), flush=True)
+        time.sleep(120)
+        """,
+    )
+    process = start_probe(script, job_environment)
+    worker = int(process.stdout.readline())
+    assert worker != process.pid
+    process.send_signal(signum)
+    assert process.wait(timeout=30) == -signum  # the job dies as its worker did, or as it was killed
+    assert wait_until_gone(worker)
+
+
+def test_a_warm_worker_computes_the_same_bytes_as_a_fresh_process(tmp_path, job_environment):
+    script = write_probe(
+        tmp_path,
+        """\
+        import hashlib
+        import torch
+        torch.set_num_threads(2)  # OpenMP's thread pool must start cleanly in a fork
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 5, groups=4), torch.nn.ReLU(),
+                                    torch.nn.Flatten(), torch.nn.Linear(8 * 60, 3))
+        optimizer = torch.optim.Adam(model.parameters())
+        inputs, labels = torch.randn(64, 4, 64), torch.randint(0, 3, (64,))
+        for _ in range(20):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(inputs), labels).backward()
+            optimizer.step()
+        digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters()))
+        print(json.dumps({"pid": os.getpid(), "digest": digest.hexdigest()}))
+        """,
+    )
+    warm_process = start_probe(script, job_environment)
+    warm = json.loads(warm_process.communicate(timeout=180)[0])
+    cold_process = start_probe(script, job_environment | {SWITCH: "0"})
+    cold = json.loads(cold_process.communicate(timeout=180)[0])
+    assert warm["pid"] != warm_process.pid and cold["pid"] == cold_process.pid
+    assert warm["digest"] == cold["digest"]
+
+
+def test_an_idle_server_exits_and_removes_its_socket(tmp_path):
+    # In its own process: a server forgets the library's modules after its preload.
+    socket_path = tmp_path / "idle.sock"
+    command = f"from prunequant.warmstart import serve; serve({str(socket_path)!r}, idle_seconds=0.2)"
+    subprocess.run([sys.executable, "-c", command], check=True, timeout=120)
+    assert not socket_path.exists()
+    assert (tmp_path / "idle.lock").exists()
