@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from prunequant.warmstart import start_server
+
 ROOT = Path(__file__).resolve().parents[1]
 RATE_COUNTS = (1, 3, 6, 12)
 CORES = (1, 2, 4)
@@ -80,6 +82,10 @@ def main() -> None:
     print(f"# {time.strftime('%Y-%m-%d')} | {machine} | load average before {os.getloadavg()[0]:.2f}")
     print("# command: python bench/scaling.py " + " ".join(sys.argv[1:]))
     print("# order (shuffled): " + ", ".join(f"{axis}:{count}r/{cores}c" for axis, count, cores in points))
+    # Started here, the warm server's preload (a few seconds, once per environment) is charged to
+    # no point in particular.
+    warm = "server started before the first point" if start_server() else "off"
+    print(f"# warm job start: {warm}")
     results: dict[tuple[str, int, int], list[tuple[float, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="prunequant-scaling-") as scratch:
         for index, (axis, count, cores) in enumerate(points):

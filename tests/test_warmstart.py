@@ -3,16 +3,18 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from prunequant.warmstart import SWITCH, warm_start_enabled
+from prunequant.warmstart import START_TIMEOUT_SECONDS, SWITCH, server_key, start_server, warm_start_enabled
 
 # What every probe script does first: note what its process had imported before the hand-over
 # (a warm worker starts with torch imported and no prunequant module), then hand over.
@@ -150,6 +152,39 @@ def test_a_runtime_folder_open_to_others_is_not_used(tmp_path, job_environment):
     assert not list(shared.rglob("*.sock"))
 
 
+def test_a_socket_path_too_long_for_unix_runs_the_job_in_its_own_process(tmp_path, job_environment):
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    script = write_probe(tmp_path, 'print(json.dumps({"pid": os.getpid()}))')
+    process = start_probe(script, job_environment | {"XDG_RUNTIME_DIR": str(deep)})
+    output, _ = process.communicate(timeout=180)
+    assert json.loads(output)["pid"] == process.pid
+
+
+@pytest.fixture
+def short_folder():
+    """A folder near the root: a test's own folder can be too deep for a socket's path."""
+    folder = Path(tempfile.mkdtemp(prefix="pq-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_server_that_fails_to_start_leaves_the_job_to_run_cold_at_once(
+    tmp_path, job_environment, short_folder
+):
+    runtime = short_folder
+    folder = runtime / f"prunequant-warm-{os.getuid()}"
+    folder.mkdir(parents=True, mode=0o700)
+    (folder / f"{server_key()}.sock").mkdir()  # a folder where the socket must go: binding fails
+    script = write_probe(tmp_path, 'print(json.dumps({"pid": os.getpid()}))')
+    started = time.monotonic()
+    process = start_probe(script, job_environment | {"XDG_RUNTIME_DIR": str(runtime)})
+    output, _ = process.communicate(timeout=180)
+    assert json.loads(output)["pid"] == process.pid
+    assert time.monotonic() - started < START_TIMEOUT_SECONDS / 2  # it did not wait out the timeout
+    assert "Error" in (folder / f"{server_key()}.log").read_text()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
 def test_a_stopped_job_stops_its_worker(tmp_path, job_environment, signum):
     script = write_probe(
@@ -203,3 +238,16 @@ def test_an_idle_server_exits_and_removes_its_socket(tmp_path):
     subprocess.run([sys.executable, "-c", command], check=True, timeout=120)
     assert not socket_path.exists()
     assert (tmp_path / "idle.lock").exists()
+
+
+def test_start_server_leaves_one_listening_for_the_next_job(tmp_path, job_environment, monkeypatch):
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in job_environment.items():
+        monkeypatch.setenv(name, value)
+    assert start_server()
+    assert list(Path(job_environment["XDG_RUNTIME_DIR"]).glob("prunequant-warm-*/*.sock"))
+    script = write_probe(tmp_path, 'print(json.dumps({"preloaded": preloaded}))')
+    assert json.loads(run_probe(script, job_environment).stdout)["preloaded"]["torch"] is True
+    monkeypatch.setenv(SWITCH, "0")
+    assert not start_server()
