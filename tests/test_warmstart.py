@@ -17,10 +17,14 @@ import pytest
 from prunequant.warmstart import START_TIMEOUT_SECONDS, SWITCH, server_key, start_server, warm_start_enabled
 
 # What every probe script does first: note what its process had imported before the hand-over
-# (a warm worker starts with torch imported and no prunequant module), then hand over.
+# (a warm worker starts with torch and the exporter imported, and no prunequant module).
 PROBE_HEAD = """\
 import json, os, sys
-preloaded = {"torch": "torch" in sys.modules, "training": "prunequant.training" in sys.modules}
+preloaded = {
+    "torch": "torch" in sys.modules,
+    "exporter": "torch.onnx._internal.exporter._core" in sys.modules,  # a WARM_START_IMPORTS entry
+    "training": "prunequant.training" in sys.modules,
+}
 from prunequant.warmstart import continue_in_warm_process
 continue_in_warm_process()
 """
@@ -95,7 +99,7 @@ def test_a_job_runs_in_a_warm_worker_with_its_arguments_folder_environment_and_s
         finished = run_probe(script, job_environment | {"PROBE": probe}, "--flag", "value")
         assert finished.returncode == 0, finished.stderr
         seen = json.loads(finished.stdout)
-        assert seen["preloaded"] == {"torch": True, "training": False}
+        assert seen["preloaded"] == {"torch": True, "exporter": True, "training": False}
         assert seen["argv"] == ["probe.py", "--flag", "value"]
         assert seen["cwd"] == str(tmp_path)
         assert seen["probe"] == probe

@@ -325,12 +325,20 @@ def _receive(connection: socket.socket) -> dict | None:
 
 
 def _preload() -> None:
-    """Import what the job modules import, then forget the job modules themselves."""
-    for name in JOB_MODULES:
+    """Import what the job modules import, then forget the job modules themselves.
+
+    A job module may also name, in ``WARM_START_IMPORTS``, modules its functions import only
+    when they run (the ONNX exporter's); those are imported too.
+    """
+    names = list(JOB_MODULES)
+    while names:
+        name = names.pop(0)
         try:
-            importlib.import_module(name)
-        except Exception:  # a job module that cannot load here will say so in its own job
+            module = importlib.import_module(name)
+        except Exception:  # a module that cannot load here will say so in its own job
             traceback.print_exc()
+            continue
+        names.extend(getattr(module, "WARM_START_IMPORTS", ()))
     for name in [name for name in sys.modules if name == "prunequant" or name.startswith("prunequant.")]:
         if name != __name__:
             del sys.modules[name]

@@ -19,6 +19,21 @@ __all__ = ["DEFAULT_OPSET", "quiet", "export_onnx", "strip_debug_metadata"]
 
 DEFAULT_OPSET = 18  # every op here, quantized or not, has an ORT CPU kernel at this opset
 
+# What torch.onnx.export(dynamo=True) imports at its first call in a process (torch's exporter,
+# dynamo, torch.export, onnxscript's torchlib, sympy): about 2 s of a 3.4 s first export here.
+# A warm job server (prunequant.warmstart) imports them once; only imports, nothing that runs.
+WARM_START_IMPORTS = (
+    "torch.onnx._internal.exporter._compat",
+    "torch.onnx._internal.exporter._core",
+    "torch.onnx._internal.exporter._torchlib.ops",
+    "torch._dynamo",
+    "torch._functorch.aot_autograd",
+    "torch.export._trace",
+    "onnxscript.function_libs.torch_lib.ops",
+    "onnxscript.rewriter.onnx_fusions",
+    "sympy.combinatorics",
+)
+
 
 def export_onnx(
     model: nn.Module,
