@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import prunequant.jobs
 from prunequant.warmstart import START_TIMEOUT_SECONDS, SWITCH, server_key, start_server, warm_start_enabled
 
 # What every probe script does first: note what its process had imported before the hand-over
-# (a warm worker starts with torch and the exporter imported, and no prunequant module).
+# (a warm worker starts with torch, the exporter and, while unedited, the library imported).
 PROBE_HEAD = """\
 import json, os, sys
 preloaded = {
@@ -99,11 +100,25 @@ def test_a_job_runs_in_a_warm_worker_with_its_arguments_folder_environment_and_s
         finished = run_probe(script, job_environment | {"PROBE": probe}, "--flag", "value")
         assert finished.returncode == 0, finished.stderr
         seen = json.loads(finished.stdout)
-        assert seen["preloaded"] == {"torch": True, "exporter": True, "training": False}
+        assert seen["preloaded"] == {"torch": True, "exporter": True, "training": True}
         assert seen["argv"] == ["probe.py", "--flag", "value"]
         assert seen["cwd"] == str(tmp_path)
         assert seen["probe"] == probe
         assert finished.stderr == "to stderr\n"
+
+
+def test_a_worker_imports_the_library_afresh_once_a_file_of_it_changed(tmp_path, job_environment):
+    script = write_probe(tmp_path, 'print(json.dumps({"preloaded": preloaded}))')
+    assert json.loads(run_probe(script, job_environment).stdout)["preloaded"]["training"] is True
+    edited = Path(prunequant.jobs.__file__)
+    before = edited.stat()
+    try:
+        os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # as an edit would
+        seen = json.loads(run_probe(script, job_environment).stdout)["preloaded"]
+        assert seen == {"torch": True, "exporter": True, "training": False}
+    finally:
+        os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert json.loads(run_probe(script, job_environment).stdout)["preloaded"]["training"] is True
 
 
 @pytest.mark.parametrize(
@@ -205,6 +220,21 @@ def test_a_stopped_job_stops_its_worker(tmp_path, job_environment, signum):
     process.send_signal(signum)
     assert process.wait(timeout=30) == -signum  # the job dies as its worker did, or as it was killed
     assert wait_until_gone(worker)
+
+
+def test_a_jobs_own_exit_finalizers_still_run_in_a_worker(tmp_path, job_environment):
+    script = write_probe(
+        tmp_path,
+        """\
+        import tempfile
+        folder = tempfile.TemporaryDirectory(dir=".")  # removed by its finalizer at exit
+        print(json.dumps({"folder": folder.name, "pid": os.getpid()}))
+        """,
+    )
+    process = start_probe(script, job_environment)
+    seen = json.loads(process.communicate(timeout=180)[0])
+    assert seen["pid"] != process.pid
+    assert not Path(tmp_path, seen["folder"]).exists()
 
 
 def test_a_warm_worker_computes_the_same_bytes_as_a_fresh_process(tmp_path, job_environment):
