@@ -59,7 +59,8 @@ SWITCH = "PRUNEQUANT_WARM_START"
 IDLE_SECONDS = 120.0
 # How long a job waits for a server it started to listen; past it, the job runs cold.
 START_TIMEOUT_SECONDS = 60.0
-# The job modules whose third-party imports a server preloads (what the scripts import).
+# What a server imports: the library modules the scripts import (a worker keeps them while their
+# files are unchanged), with all they import, and the module Snakemake's script preamble imports.
 JOB_MODULES = (
     "prunequant.training",
     "prunequant.evaluation",
