@@ -171,6 +171,20 @@ def test_a_runtime_folder_open_to_others_is_not_used(tmp_path, job_environment):
     assert not list(shared.rglob("*.sock"))
 
 
+def test_another_checkout_of_the_library_gets_its_own_server(tmp_path):
+    package = tmp_path / "checkout" / "prunequant"
+    package.mkdir(parents=True)
+    for name in ("__init__.py", "warmstart.py"):  # the same files, elsewhere
+        (package / name).write_bytes((Path(prunequant.jobs.__file__).parent / name).read_bytes())
+    command = "import prunequant.warmstart as w; print(w.__file__); print(w.server_key())"
+    environment = os.environ | {"PYTHONPATH": str(package.parent)}
+    lines = subprocess.run(
+        [sys.executable, "-c", command], env=environment, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert lines[0] == str(package / "warmstart.py")
+    assert lines[1] != server_key()
+
+
 def test_a_socket_path_too_long_for_unix_runs_the_job_in_its_own_process(tmp_path, job_environment):
     deep = tmp_path / ("d" * 120)
     deep.mkdir()

@@ -10,14 +10,14 @@ groups are ignored in local runs, so every job script begins with::
     continue_in_warm_process()
 
 On a local run that call hands the script to a *warm server*: a process, one per Python
-environment and user, that imported torch, ONNX Runtime, pandas and the rest once and then waits
-on a Unix socket. For each job it forks a supervisor, which forks the worker that runs the whole
-job script again (Snakemake's preamble included) with the job's working directory, environment,
-arguments and standard streams, while the job's own process waits and exits with the worker's
-status. Snakemake still decides which job runs when, with how many threads: the job process
-lasts exactly as long as its work, and a signal sent to it is passed on to the worker. Without
-a server, or when anything goes wrong before the worker starts, the call returns and the script
-runs in its own process as before.
+environment, checkout of this library and user, that imported torch, ONNX Runtime, pandas and
+the rest once and then waits on a Unix socket. For each job it forks a supervisor, which forks
+the worker that runs the whole job script again (Snakemake's preamble included) with the job's
+working directory, environment, arguments and standard streams, while the job's own process
+waits and exits with the worker's status. Snakemake still decides which job runs when, with how
+many threads: the job process lasts exactly as long as its work, and a signal sent to it is
+passed on to the worker. Without a server, or when anything goes wrong before the worker starts,
+the call returns and the script runs in its own process as before.
 
 The server imports the library's job modules and what they import. A worker keeps this
 library's modules only while every one of their files is as the server found it (same size and
@@ -162,9 +162,12 @@ def _runtime_dir() -> Path | None:
 
 
 def server_key() -> str:
-    """Names the server that fits this interpreter, this module and the installed libraries."""
+    """Names the server that fits this interpreter, this checkout of the library and the libraries."""
     digest = hashlib.sha256()
     digest.update(f"{os.path.realpath(sys.executable)}\0{sys.prefix}\0{sys.version}\0".encode())
+    # Where this library lives: two checkouts sharing an environment must not share a server,
+    # whose workers keep the library it imported.
+    digest.update(f"{os.path.realpath(__file__)}\0".encode())
     digest.update(Path(__file__).read_bytes())
     for name in LIBRARIES:
         spec = importlib.util.find_spec(name)
