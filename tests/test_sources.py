@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from prunequant.sources import library_digests, library_sources
+from prunequant.sources import library_digests, library_sources, script_imports
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "prunequant"
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -72,3 +72,11 @@ def test_digests_name_modules_relative_to_the_package_and_follow_their_content(t
     after = library_digests(script, package)
     assert after["prunequant/helper.py"] != before["prunequant/helper.py"]
     assert after["prunequant/__init__.py"] == before["prunequant/__init__.py"]
+
+
+def test_script_imports_are_the_modules_a_script_names_itself(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text("from prunequant.quantize.export import export_onnx\nimport prunequant.jobs\n")
+    # parent packages included, imported names that are not modules left out, nothing transitive
+    expected = ["prunequant", "prunequant.jobs", "prunequant.quantize", "prunequant.quantize.export"]
+    assert script_imports(script, PACKAGE) == expected

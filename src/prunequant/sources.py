@@ -16,7 +16,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-__all__ = ["library_digests", "library_sources"]
+__all__ = ["library_digests", "library_sources", "script_imports"]
 
 PACKAGE = "prunequant"
 
@@ -63,6 +63,13 @@ def _imported_modules(path: Path, module_name: str | None = None) -> frozenset[s
     # Importing a.b.c runs a/__init__ and a/b/__init__ first: the parent packages count too.
     parents = {".".join(name.split(".")[:end]) for name in modules for end in range(1, name.count(".") + 1)}
     return frozenset(name for name in modules | parents if name == PACKAGE or name.startswith(PACKAGE + "."))
+
+
+def script_imports(script: str | Path, package_dir: str | Path) -> list[str]:
+    """Sorted names of the ``prunequant`` modules ``script`` imports itself, parents included."""
+    package_dir = Path(package_dir)
+    names = _imported_modules(Path(script))
+    return sorted(name for name in names if _module_file(name, package_dir) is not None)
 
 
 @cache

@@ -19,7 +19,8 @@ many threads: the job process lasts exactly as long as its work, and a signal se
 passed on to the worker. Without a server, or when anything goes wrong before the worker starts,
 the call returns and the script runs in its own process as before.
 
-The server imports the library's job modules and what they import. A worker keeps this
+The server imports what the workflow's scripts import (read off their text, as the code
+digests of ``prunequant.sources`` are) and all that follows. A worker keeps this
 library's modules only while every one of their files is as the server found it (same size and
 modification time); after any edit it forgets them all and imports the library from disk, so an
 edit takes effect at the next job. A server whose own code or third-party libraries changed is
@@ -35,6 +36,7 @@ columns do not, which is why ``job_logging`` logs the worker's own peak memory.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import hashlib
 import importlib
 import importlib.util
@@ -59,23 +61,10 @@ SWITCH = "PRUNEQUANT_WARM_START"
 IDLE_SECONDS = 120.0
 # How long a job waits for a server it started to listen; past it, the job runs cold.
 START_TIMEOUT_SECONDS = 60.0
-# What a server imports: the library modules the scripts import (a worker keeps them while their
-# files are unchanged), with all they import, and the module Snakemake's script preamble imports.
-JOB_MODULES = (
-    "prunequant.training",
-    "prunequant.evaluation",
-    "prunequant.checkpoint",
-    "prunequant.data",
-    "prunequant.latency",
-    "prunequant.quantize.export",
-    "prunequant.quantize.fold",
-    "prunequant.quantize.ptq",
-    "prunequant.quantize.partial",
-    "prunequant.quantize.qat",
-    "prunequant.report.build",
-    "prunequant.tuning",
-    "snakemake.script",
-)
+# The workflow's job scripts, next to the package in a checkout: a server imports what they import.
+SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
+# What Snakemake's script preamble imports in every job.
+PREAMBLE_MODULE = "snakemake.script"
 # Third-party packages whose reinstallation must retire a running server.
 LIBRARIES = ("torch", "torch_pruning", "onnx", "onnxruntime", "numpy", "pandas", "matplotlib", "snakemake")
 # Set in a worker's environment so that the script's own call returns there; removed at once.
@@ -192,8 +181,6 @@ def _socket_path() -> Path | None:
 
 def _server_alive(path: Path) -> bool:
     """Whether a server for ``path`` holds its lock: it is starting or listening."""
-    import fcntl
-
     try:
         with open(path.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -344,12 +331,16 @@ _preloaded_library: dict[str, tuple[str, int, int]] = {}
 
 
 def _preload() -> None:
-    """Import the job modules and what they import; note the state of the library's files.
+    """Import what the job scripts import; note the state of the library's files.
 
     A job module may also name, in ``WARM_START_IMPORTS``, modules its functions import only
     when they run (the ONNX exporter's); those are imported too.
     """
-    names = list(JOB_MODULES)
+    from prunequant.sources import script_imports
+
+    package_dir = Path(__file__).resolve().parent
+    library = {name for script in SCRIPTS_DIR.glob("*.py") for name in script_imports(script, package_dir)}
+    names = [PREAMBLE_MODULE, *sorted(library)]
     while names:
         name = names.pop(0)
         try:
@@ -374,8 +365,6 @@ def _library_unchanged() -> bool:
 
 def serve(socket_path: str, idle_seconds: float = IDLE_SECONDS) -> None:
     """Listen on ``socket_path`` and fork one supervised worker per job until idle."""
-    import fcntl
-
     path = Path(socket_path)
     lock = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 -- held for the server's life
     try:
