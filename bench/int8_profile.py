@@ -57,6 +57,11 @@ RECIPES = {  # name: quantize_ptq settings besides the calibration; graph rewrit
         "per_channel": True,
         "rewrite_graph": False,
     },
+    "QOperator per-channel, int8 logits, channels-first pool": {
+        "quant_format": "QOperator",
+        "per_channel": True,
+        "lean_tail": False,
+    },
     "QOperator per-channel, depthwise channels not padded": {
         "quant_format": "QOperator",
         "per_channel": True,

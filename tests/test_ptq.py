@@ -14,6 +14,7 @@ from prunequant.measure import onnx_weight_bytes
 from prunequant.model import BlockSpec, ModelSpec, build_model
 from prunequant.quantize import (
     OnnxClassifier,
+    channels_last_global_pools,
     count_quantized_ops,
     deployment_model,
     export_onnx,
@@ -27,6 +28,7 @@ from prunequant.quantize import (
 )
 from prunequant.quantize.agreement import agreement
 from prunequant.quantize.ptq import calibration_batch_size
+from prunequant.quantize.runtime import session_options
 
 TINY_SPEC = ModelSpec(in_channels=4, n_classes=3, blocks=(BlockSpec(5, 2, 16),))
 TINY_LENGTH = 41  # odd: the deployment form crops one step, so the graph rewrite has work to do
@@ -216,6 +218,63 @@ def test_depthwise_channel_padding_keeps_a_residual_models_outputs(tmp_path, qua
     # from a DequantizeLinear of its own, so those convs are left as they are.
     expected = [2, 4, 4] if quant_format == "QOperator" else []
     assert sorted(padded["depthwise_channels_padded"].values()) == expected
+
+
+def _optimized_ops(path, tmp_path) -> list[str]:
+    """The op types ORT runs for ``path`` (ORT_ENABLE_ALL), in order."""
+    options = session_options()
+    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+
+
+@pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
+def test_lean_tail_runs_fewer_ops_with_the_same_integers(seed_shaped, tmp_path, quant_format):
+    lean = run_ptq(seed_shaped, f"lean_{quant_format}", quant_format=quant_format)
+    full = run_ptq(seed_shaped, f"full_{quant_format}", quant_format=quant_format, lean_tail=False)
+    paths = {name: seed_shaped["dir"] / f"{name}_{quant_format}.onnx" for name in ("lean", "full")}
+    assert lean["float_logits"] == [
+        next(n for n, op in quantizable_nodes(seed_shaped["fp32"]) if op == "Gemm")
+        + ("_quant" if quant_format == "QOperator" else "")
+    ]
+    assert (full["float_logits"], full["channels_last_pools"]) == ([], [])
+    # QDQ's pool is a standard GlobalAveragePool, which has no channels-last form.
+    assert len(lean["channels_last_pools"]) == (1 if quant_format == "QOperator" else 0)
+
+    running = {name: _optimized_ops(path, tmp_path) for name, path in paths.items()}
+    assert running["full"][-1] == "DequantizeLinear" and running["lean"][-1] == "QGemm"
+    assert "Gemm" not in running["lean"], "the head must still run in int8"
+    transposes_saved = 1 if quant_format == "QOperator" else 0
+    assert running["lean"].count("Transpose") == running["full"].count("Transpose") - transposes_saved
+    assert len(running["lean"]) == len(running["full"]) - 1 - transposes_saved
+
+    x = np.random.default_rng(6).standard_normal((256, 20, SEED_LENGTH), dtype=np.float32)
+    outputs = {name: OnnxClassifier(path)(x) for name, path in paths.items()}
+    # The same int32 sums: float logits differ from the dequantized uint8 ones by at most half a
+    # step of the logits' quantizer, the rounding they skip, wherever that quantizer did not clip.
+    graph = onnx.load(str(paths["full"])).graph
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    step, zero_point = (float(initializers[name]) for name in graph.node[-1].input[1:3])
+    codes = np.rint(outputs["full"] / step + zero_point)
+    inside = (codes > 0) & (codes < 255)
+    assert inside.mean() > 0.5
+    difference = np.abs(outputs["lean"] - outputs["full"])[inside]
+    assert 0 < difference.max() <= 0.5 * step * (1 + 1e-4)
+    fp32 = OnnxClassifier(seed_shaped["fp32"])(x)
+    assert np.abs(outputs["lean"] - fp32).mean() < np.abs(outputs["full"] - fp32).mean()
+
+
+def test_channels_last_pool_gives_the_same_integers(seed_shaped, tmp_path):
+    run_ptq(seed_shaped, "pool_before", lean_tail=False)
+    model = onnx.load(str(seed_shaped["dir"] / "pool_before.onnx"))
+    assert channels_last_global_pools(model) == ["node_mean_quant"]
+    assert channels_last_global_pools(model) == []  # already channels-last: left alone
+    onnx.save(model, str(tmp_path / "pool_after.onnx"))
+    x = np.random.default_rng(7).standard_normal((64, 20, SEED_LENGTH), dtype=np.float32)
+    np.testing.assert_array_equal(
+        OnnxClassifier(tmp_path / "pool_after.onnx")(x),
+        OnnxClassifier(seed_shaped["dir"] / "pool_before.onnx")(x),
+    )
 
 
 def _depthwise_then_pointwise(channels: int, *, pointwise: bool = True) -> onnx.ModelProto:

@@ -38,6 +38,9 @@ _EXPORTS = {
     "float_nodes_of": "prunequant.quantize.ptq",
     "int8_friendly_graph": "prunequant.quantize.int8_graph",
     "pad_depthwise_channels": "prunequant.quantize.int8_graph",
+    "float_logits": "prunequant.quantize.int8_graph",
+    "channels_last_global_pools": "prunequant.quantize.int8_graph",
+    "finish_int8_graph_in_file": "prunequant.quantize.int8_graph",
     "quantizable_nodes": "prunequant.quantize.ptq",
     "quantize_ptq": "prunequant.quantize.ptq",
 }

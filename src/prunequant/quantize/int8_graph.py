@@ -1,7 +1,8 @@
 """Graph rewrites that make int8 models run fast in ONNX Runtime, with the model's function unchanged.
 
 :func:`int8_friendly_graph` rewrites the fp32 graph before quantization (outputs agree to float
-rounding); :func:`pad_depthwise_channels` rewrites the quantized graph (same integers). Profiles
+rounding); :func:`pad_depthwise_channels`, :func:`float_logits` and :func:`channels_last_global_pools`
+rewrite the quantized graph (:func:`finish_int8_graph_in_file` applies all three to a file). Profiles
 and timings of each are in ``bench/int8_profile.py`` and ``bench/results/int8-profile.txt``.
 """
 
@@ -18,9 +19,11 @@ from onnx import numpy_helper
 
 __all__ = [
     "DEPTHWISE_CHANNEL_MULTIPLE",
+    "channels_last_global_pools",
+    "finish_int8_graph_in_file",
+    "float_logits",
     "int8_friendly_graph",
     "pad_depthwise_channels",
-    "pad_depthwise_channels_in_file",
 ]
 
 # MLAS's x86 int8 depthwise kernel (qdwconv_avx2.cpp, the QLinearConv path for group == channels)
@@ -36,6 +39,12 @@ def _constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     return values
+
+
+def _unused_initializers_removed(graph: onnx.GraphProto) -> None:
+    used = {name for node in graph.node for name in node.input}
+    for tensor in [tensor for tensor in graph.initializer if tensor.name not in used]:
+        graph.initializer.remove(tensor)
 
 
 def _attribute(node: onnx.NodeProto, name: str, default):
@@ -184,10 +193,7 @@ def int8_friendly_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     _move_time_crops_up(model)
     _reduce_means_to_global_pools(model)
-    used = {name for node in model.graph.node for name in node.input}
-    unused = [tensor for tensor in model.graph.initializer if tensor.name not in used]
-    for tensor in unused:  # the moved crops' old bounds and the means' axes
-        model.graph.initializer.remove(tensor)
+    _unused_initializers_removed(model.graph)  # the moved crops' old bounds and the means' axes
     del model.graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model)
@@ -394,14 +400,102 @@ def pad_depthwise_channels(
     return {site.conv.name: site.extra for site in sites}
 
 
-def pad_depthwise_channels_in_file(
-    path: str | os.PathLike, multiple: int = DEPTHWISE_CHANNEL_MULTIPLE
-) -> dict[str, int]:
-    """:func:`pad_depthwise_channels` on an int8 ONNX file, replaced (atomically) only if it changes."""
+def float_logits(model: onnx.ModelProto) -> list[str]:
+    """Let the int8 head write float logits itself instead of int8 logits that are then dequantized.
+
+    ORT's int8 GEMM (com.microsoft QGemm) returns float when it is given no output scale, so
+    ``QGemm → DequantizeLinear → output`` (QOperator) becomes one QGemm, and in QDQ form
+    ``Gemm → QuantizeLinear → DequantizeLinear → output`` becomes a Gemm that ORT fuses with the
+    DequantizeLinears of its input and weights into the same float-output QGemm. The int32 sums
+    are the same; the logits skip one rounding to the uint8 grid (so they are, if anything, nearer
+    fp32's), and the graph runs one op fewer, a microsecond or two of a batch-1 call
+    (bench/results/int8-profile.txt, run I). Returns the names of the rewritten heads; ``model``
+    changes in place.
+    """
+    graph = model.graph
+    view = _Graph(graph)
+    rewritten = []
+    for dequantize in [node for node in graph.node if node.op_type == "DequantizeLinear"]:
+        if dequantize.output[0] not in view.outputs or view.uses[dequantize.input[0]] != 1:
+            continue
+        producer = view.producers.get(dequantize.input[0])
+        if producer is None:
+            continue
+        if producer.op_type == "QGemm" and len(producer.input) > 7:
+            del producer.input[7:]  # no y_scale, y_zero_point: float output
+            producer.output[0] = dequantize.output[0]
+            graph.node.remove(dequantize)
+            rewritten.append(producer.name)
+            continue
+        gemm = view.producers.get(producer.input[0]) if producer.op_type == "QuantizeLinear" else None
+        if gemm is not None and gemm.op_type == "Gemm" and view.uses[producer.input[0]] == 1:
+            gemm.output[0] = dequantize.output[0]
+            graph.node.remove(producer)
+            graph.node.remove(dequantize)
+            rewritten.append(gemm.name)
+    _unused_initializers_removed(graph)
+    return rewritten
+
+
+def channels_last_global_pools(model: onnx.ModelProto) -> list[str]:
+    """Run each int8 mean over time channels-last, where ORT runs the conv before it.
+
+    ORT's layout pass runs every int8 conv channels-last ([N, T, C]) and puts a Transpose back to
+    [N, C, T] behind the last one, since the QLinearGlobalAveragePool that reads it is written
+    channels-first. Written channels-last here (``channels_last=1`` behind an explicit Transpose),
+    the pool's input Transpose cancels against ORT's, and its [N, 1, C] output flattens to the
+    same [N, C] as [N, C, 1] does: one op fewer per call, the same integers. Only 1-D pools read by
+    ``Flatten(axis=1)`` alone change; ``model`` changes in place. Returns the rewritten pools' names.
+    """
+    graph = model.graph
+    view = _Graph(graph)
+    shapes = _static_shapes(model)
+    rewritten = []
+    for pool in [node for node in graph.node if node.op_type == "QLinearGlobalAveragePool"]:
+        reader = view.only_reader(pool.output[0])
+        flattens = reader is not None and reader.op_type == "Flatten" and _attribute(reader, "axis", 1) == 1
+        if _attribute(pool, "channels_last", 0) or not flattens or len(shapes.get(pool.input[0], [])) != 3:
+            continue
+        channels_last = f"{pool.input[0]}_channels_last"
+        transpose = onnx.helper.make_node(
+            "Transpose",
+            [pool.input[0]],
+            [channels_last],
+            name=f"{pool.name}_to_channels_last",
+            perm=[0, 2, 1],
+        )
+        graph.node.insert(list(graph.node).index(pool), transpose)
+        pool.input[0] = channels_last
+        for attribute in [a for a in pool.attribute if a.name == "channels_last"]:
+            pool.attribute.remove(attribute)
+        pool.attribute.append(onnx.helper.make_attribute("channels_last", 1))
+        rewritten.append(pool.name)
+    return rewritten
+
+
+def finish_int8_graph_in_file(
+    path: str | os.PathLike,
+    *,
+    depthwise_channel_multiple: int = DEPTHWISE_CHANNEL_MULTIPLE,
+    lean_tail: bool = True,
+) -> dict:
+    """The quantized graph rewrites, on an int8 ONNX file replaced (atomically) only if it changes.
+
+    :func:`pad_depthwise_channels` (``depthwise_channel_multiple`` 1: none), then, with
+    ``lean_tail``, :func:`float_logits` and :func:`channels_last_global_pools`. Returns what each
+    did: ``depthwise_channels_padded`` ({conv: channels added}), ``float_logits`` and
+    ``channels_last_pools`` (node names).
+    """
     model = onnx.load(str(path))
-    padded = pad_depthwise_channels(model, multiple)
-    if padded:
-        partial = Path(path).with_name(Path(path).name + ".padding")
+    done = {
+        "depthwise_channels_padded": pad_depthwise_channels(model, depthwise_channel_multiple),
+        "float_logits": float_logits(model) if lean_tail else [],
+        "channels_last_pools": channels_last_global_pools(model) if lean_tail else [],
+    }
+    if any(done.values()):
+        del model.graph.value_info[:]  # the logits' type and the pools' shapes changed
+        onnx.checker.check_model(model)
+        partial = Path(path).with_name(Path(path).name + ".rewriting")
         onnx.save(model, str(partial))
         os.replace(partial, path)
-    return padded
+    return done

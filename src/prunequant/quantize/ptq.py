@@ -22,8 +22,8 @@ from onnxruntime import quantization as ortq
 from prunequant.errors import UserError
 from prunequant.quantize.int8_graph import (
     DEPTHWISE_CHANNEL_MULTIPLE,
+    finish_int8_graph_in_file,
     int8_friendly_graph,
-    pad_depthwise_channels_in_file,
 )
 from prunequant.quantize.onnx_files import quiet, strip_debug_metadata
 
@@ -244,6 +244,7 @@ def quantize_ptq(
     nodes_to_exclude: Sequence[str] = (),
     rewrite_graph: bool = True,
     depthwise_channel_multiple: int = DEPTHWISE_CHANNEL_MULTIPLE,
+    lean_tail: bool = True,
 ) -> dict:
     """Apply one post-training recipe: calibrate on a seeded subset of the training inputs, quantize,
     and write a JSON record of everything that was done to ``record_path``; returns the record.
@@ -251,7 +252,9 @@ def quantize_ptq(
     ``calibration_samples`` None uses every training sample. Calibration never sees validation
     or test data. ``nodes_to_exclude`` names Conv/Gemm/MatMul nodes that stay in float.
     ``rewrite_graph`` first applies :func:`int8_friendly_graph` (same function, faster int8);
-    ``depthwise_channel_multiple`` is :func:`pad_depthwise_channels`' (1: no padding).
+    ``depthwise_channel_multiple`` is :func:`pad_depthwise_channels`' (1: no padding);
+    ``lean_tail`` applies :func:`float_logits` and :func:`channels_last_global_pools` (see
+    :func:`finish_int8_graph_in_file`).
     """
     calibration = select_calibration(train_inputs, calibration_samples, seed)
     quantize_static_int8(
@@ -265,7 +268,9 @@ def quantize_ptq(
         nodes_to_exclude=nodes_to_exclude,
         rewrite_graph=rewrite_graph,
     )
-    padded_channels = pad_depthwise_channels_in_file(int8_path, depthwise_channel_multiple)
+    graph_rewrites = finish_int8_graph_in_file(
+        int8_path, depthwise_channel_multiple=depthwise_channel_multiple, lean_tail=lean_tail
+    )
     op_counts = count_quantized_ops(int8_path)
     float_nodes = float_nodes_of(int8_path)
     all_layers = [name for name, _ in quantizable_nodes(fp32_path)]
@@ -284,7 +289,7 @@ def quantize_ptq(
         "seed": seed,
         "nodes_to_exclude": list(nodes_to_exclude),
         "rewrite_graph": rewrite_graph,
-        "depthwise_channels_padded": padded_channels,
+        **graph_rewrites,  # depthwise_channels_padded, float_logits, channels_last_pools
         "float_nodes": float_nodes,
         "quantized_nodes": [name for name in all_layers if name not in float_nodes],
         "op_counts": op_counts,

@@ -65,7 +65,7 @@ from prunequant.model import ModelSpec, build_model, spec_of
 from prunequant.quantize.agreement import agreement
 from prunequant.quantize.export import export_onnx, quiet, strip_debug_metadata
 from prunequant.quantize.fold import deployment_model
-from prunequant.quantize.int8_graph import int8_friendly_graph, pad_depthwise_channels_in_file
+from prunequant.quantize.int8_graph import finish_int8_graph_in_file, int8_friendly_graph
 from prunequant.quantize.ptq import (
     QUANT_FORMATS,
     count_quantized_ops,
@@ -589,8 +589,10 @@ def convert_to_int8(
     for post-training quantization (the same function; the crop moves to the input, the mean
     becomes an int8 GlobalAveragePool). Weight scales are computed by ORT from the weights, the
     same way the fake quantizer does; every activation's scale and zero point is set from the
-    fake-quant model through ``TensorQuantOverrides``. Depthwise convs are then padded for
-    ORT's int8 kernel (:func:`~prunequant.quantize.int8_graph.pad_depthwise_channels`).
+    fake-quant model through ``TensorQuantOverrides``. The quantized graph then gets the same
+    rewrites as a post-training one (:func:`~prunequant.quantize.int8_graph.finish_int8_graph_in_file`):
+    depthwise convs padded for ORT's int8 kernel, float logits from the int8 head, pools
+    channels-last.
     Returns op counts and how many activation tensors were checked.
     """
     if quant_format not in QUANT_FORMATS:
@@ -633,7 +635,7 @@ def convert_to_int8(
             )
         strip_debug_metadata(quantized)
         checked = _check_deployed_qparams(quantized, fp32_graph, expected)
-        pad_depthwise_channels_in_file(quantized)  # after the check: it adds no quantization parameter
+        finish_int8_graph_in_file(quantized)  # after the check: it adds no quantization parameter
         os.replace(quantized, int8_path)
     op_counts = count_quantized_ops(int8_path)
     if not has_int8_ops(op_counts):
