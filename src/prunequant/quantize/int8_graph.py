@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -421,8 +422,10 @@ def float_logits(model: onnx.ModelProto) -> list[str]:
         producer = view.producers.get(dequantize.input[0])
         if producer is None:
             continue
-        if producer.op_type == "QGemm" and len(producer.input) > 7:
+        if producer.op_type == "QGemm" and producer.domain == "com.microsoft" and len(producer.input) > 7:
             del producer.input[7:]  # no y_scale, y_zero_point: float output
+            while not producer.input[-1]:  # nor an empty bias name left at the end
+                del producer.input[-1]
             producer.output[0] = dequantize.output[0]
             graph.node.remove(dequantize)
             rewritten.append(producer.name)
@@ -435,6 +438,20 @@ def float_logits(model: onnx.ModelProto) -> list[str]:
             rewritten.append(gemm.name)
     _unused_initializers_removed(graph)
     return rewritten
+
+
+# Ops whose output has the rank of their data inputs (given by index): the int8 graph's convs,
+# pads, pools, (de)quantizers and ORT's int8 elementwise ops (inputs A, A scale, A zero point, B, ...).
+_RANK_KEEPING = {
+    "QLinearConv": (0,),
+    "Pad": (0,),
+    "QuantizeLinear": (0,),
+    "DequantizeLinear": (0,),
+    "Relu": (0,),
+    "QLinearAveragePool": (0,),
+    "QLinearAdd": (0, 3),
+    "QLinearMul": (0, 3),
+}
 
 
 def channels_last_global_pools(model: onnx.ModelProto) -> list[str]:
@@ -450,11 +467,25 @@ def channels_last_global_pools(model: onnx.ModelProto) -> list[str]:
     graph = model.graph
     view = _Graph(graph)
     shapes = _static_shapes(model)
+
+    @cache
+    def rank(tensor: str) -> int | None:
+        # ONNX's shape inference stops at ORT's contrib ops (a residual block's QLinearAdd), and
+        # every shape behind one is unknown to it; these ops keep their data inputs' rank.
+        if shapes.get(tensor):
+            return len(shapes[tensor])
+        producer = view.producers.get(tensor)
+        data_inputs = _RANK_KEEPING.get(producer.op_type) if producer is not None else None
+        if data_inputs is None:
+            return None
+        ranks = [rank(producer.input[index]) for index in data_inputs]
+        return None if None in ranks else max(ranks)
+
     rewritten = []
     for pool in [node for node in graph.node if node.op_type == "QLinearGlobalAveragePool"]:
         reader = view.only_reader(pool.output[0])
         flattens = reader is not None and reader.op_type == "Flatten" and _attribute(reader, "axis", 1) == 1
-        if _attribute(pool, "channels_last", 0) or not flattens or len(shapes.get(pool.input[0], [])) != 3:
+        if _attribute(pool, "channels_last", 0) or not flattens or rank(pool.input[0]) != 3:
             continue
         channels_last = f"{pool.input[0]}_channels_last"
         transpose = onnx.helper.make_node(
