@@ -115,6 +115,7 @@ def code(script):
     return library_digests(
         Path(workflow.basedir) / "scripts" / f"{script}.py",
         Path(workflow.basedir) / "src" / "prunequant",
+        cache_file=".prunequant-cache/code-digests.json",
     )
 
 

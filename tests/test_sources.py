@@ -1,5 +1,10 @@
+import os
+import time
 from pathlib import Path
 
+import pytest
+
+from prunequant import sources
 from prunequant.sources import library_digests, library_sources, script_imports
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "prunequant"
@@ -80,3 +85,85 @@ def test_script_imports_are_the_modules_a_script_names_itself(tmp_path):
     # parent packages included, imported names that are not modules left out, nothing transitive
     expected = ["prunequant", "prunequant.jobs", "prunequant.quantize", "prunequant.quantize.export"]
     assert script_imports(script, PACKAGE) == expected
+
+
+def _new_process():
+    """Forget what this process read and hashed, as a new `snakemake` call starts without it."""
+    sources._loaded_records.clear()
+    sources._digests.clear()
+    for cached in (sources._closure, sources._imported_modules, sources._module_file):
+        cached.cache_clear()
+
+
+def _age(*paths, seconds=60):
+    """Set the files' modification time ``seconds`` into the past (older than the racy window)."""
+    for path in paths:
+        past = time.time_ns() - seconds * 1_000_000_000
+        os.utime(path, ns=(past, past))
+
+
+@pytest.fixture
+def tiny_package(tmp_path):
+    package = tmp_path / "src" / "prunequant"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text("from prunequant import extra\nVALUE = 1\n")
+    script = tmp_path / "job.py"
+    script.write_text("from prunequant.helper import VALUE\n")
+    _age(package / "__init__.py", package / "helper.py", script)
+    _new_process()
+    yield package, script, tmp_path / "cache" / "digests.json"
+    _new_process()
+
+
+def test_recorded_digests_spare_the_next_process_reading_the_modules(tiny_package, monkeypatch):
+    package, script, cache_file = tiny_package
+    first = library_digests(script, package, cache_file=cache_file)
+    assert first == library_digests(script, package)
+    assert cache_file.is_file()
+    _new_process()
+
+    def unread(*args):
+        raise AssertionError("a module was read although nothing changed")
+
+    monkeypatch.setattr(sources, "_imported_modules", unread)
+    monkeypatch.setattr(sources, "_digest", unread)
+    assert library_digests(script, package, cache_file=cache_file) == first
+
+
+def test_recorded_digests_follow_an_edit_a_new_module_and_a_broken_record(tiny_package):
+    package, script, cache_file = tiny_package
+    first = library_digests(script, package, cache_file=cache_file)
+    assert set(first) == {"prunequant/__init__.py", "prunequant/helper.py"}
+
+    (package / "helper.py").write_text("from prunequant import extra\nVALUE = 2\n")  # same size
+    _age(package / "helper.py", seconds=30)
+    _new_process()
+    edited = library_digests(script, package, cache_file=cache_file)
+    assert edited["prunequant/helper.py"] != first["prunequant/helper.py"]
+
+    (package / "extra.py").write_text("")  # the name helper imports is now a module of its own
+    _age(package / "extra.py")
+    _new_process()
+    assert "prunequant/extra.py" in library_digests(script, package, cache_file=cache_file)
+
+    cache_file.write_text("{not json")
+    _new_process()
+    assert library_digests(script, package, cache_file=cache_file) == library_digests(script, package)
+
+
+def test_a_file_changed_just_before_it_was_recorded_is_read_again(tiny_package):
+    # A second edit that keeps the size within a coarse file system's time step leaves the same
+    # (size, mtime); a record made that close to the file's mtime is not trusted.
+    package, script, cache_file = tiny_package
+    helper = package / "helper.py"
+    helper.write_text("from prunequant import extra\nVALUE = 3\n")
+    recorded_time = helper.stat().st_mtime_ns
+    first = library_digests(script, package, cache_file=cache_file)
+    helper.write_text("from prunequant import extra\nVALUE = 4\n")
+    os.utime(helper, ns=(recorded_time, recorded_time))
+    _new_process()
+    assert (
+        library_digests(script, package, cache_file=cache_file)["prunequant/helper.py"]
+        != (first["prunequant/helper.py"])
+    )

@@ -11,8 +11,10 @@ every rule's outputs.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import time
 from functools import cache
 from pathlib import Path
 
@@ -82,16 +84,17 @@ def _module_name(path: Path, package_dir: Path) -> str | None:
     return ".".join([PACKAGE, *parts])
 
 
+def _candidates(name: str, package_dir: Path) -> tuple[Path, ...]:
+    """The files that would hold module ``name``, in the order Python tries them."""
+    relative = Path(*name.split(".")[1:])
+    return (package_dir / relative.with_suffix(".py"), package_dir / relative / "__init__.py")
+
+
 @cache
 def _module_file(name: str, package_dir: Path) -> Path | None:
-    parts = name.split(".")[1:]
-    if not parts:
+    if name == PACKAGE:
         return package_dir / "__init__.py"
-    relative = Path(*parts)
-    for candidate in (package_dir / relative.with_suffix(".py"), package_dir / relative / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((candidate for candidate in _candidates(name, package_dir) if candidate.is_file()), None)
 
 
 def library_sources(script: str | Path, package_dir: str | Path) -> list[str]:
@@ -103,9 +106,16 @@ def library_sources(script: str | Path, package_dir: str | Path) -> list[str]:
     return list(_library_sources(Path(script), Path(package_dir)))
 
 
-@cache
 def _library_sources(script: Path, package_dir: Path) -> tuple[str, ...]:
+    return _closure(script, package_dir)[0]
+
+
+@cache
+def _closure(script: Path, package_dir: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The files of every module ``script`` imports, transitively; and the files looked for and
+    not found (imported names that are not modules): one of those appearing can change the first."""
     found: set[Path] = {package_dir / "__init__.py"}
+    absent: set[Path] = set()
     pending = [Path(script)]
     seen: set[Path] = set()
     while pending:
@@ -115,20 +125,100 @@ def _library_sources(script: Path, package_dir: Path) -> tuple[str, ...]:
         seen.add(path)
         for name in _imported_modules(path, _module_name(path, package_dir)):
             module_file = _module_file(name, package_dir)
-            if module_file is not None and module_file not in found:
+            if module_file is None:
+                absent.update(_candidates(name, package_dir))
+            elif module_file not in found:
                 found.add(module_file)
                 pending.append(module_file)
-    return tuple(sorted(str(path) for path in found))
+    return tuple(sorted(str(path) for path in found)), tuple(sorted(str(path) for path in absent))
 
 
-def library_digests(script: str | Path, package_dir: str | Path) -> dict[str, str]:
+def library_digests(
+    script: str | Path, package_dir: str | Path, *, cache_file: str | os.PathLike | None = None
+) -> dict[str, str]:
     """Module path (``prunequant/...``, relative, so a moved project matches) → SHA-256 prefix of
-    its bytes, for every module :func:`library_sources` finds for ``script``."""
-    package_dir = Path(package_dir)
+    its bytes, for every module :func:`library_sources` finds for ``script``.
+
+    With ``cache_file``, the answer is kept there for the next process, which reuses it while the
+    script and every file it found keep their size and modification time and every module file
+    it looked for and did not find is still absent. A file modified within two seconds of being
+    recorded is read again (file systems with coarse times could hide a second edit).
+    """
+    script, package_dir = Path(script), Path(package_dir)
+    if cache_file is None:
+        return _fresh_digests(script, package_dir)
+    records = _records(Path(cache_file))
+    key = f"{script.resolve()}|{package_dir.resolve()}"
+    if _still_valid(records.get(key)):
+        return dict(records[key]["digests"])
+    recorded_ns = time.time_ns()
+    digests = _fresh_digests(script, package_dir)
+    files, absent = _closure(script, package_dir)
+    versions = {path: _digests[path][0] for path in files}  # (mtime, size) when hashed
+    script_stat = os.stat(script)
+    versions[str(script)] = (script_stat.st_mtime_ns, script_stat.st_size)
+    records[key] = {
+        "versions": versions,
+        "absent": list(absent),
+        "recorded_ns": recorded_ns,
+        "digests": digests,
+    }
+    _write_records(Path(cache_file), records)
+    return digests
+
+
+def _fresh_digests(script: Path, package_dir: Path) -> dict[str, str]:
     return {
         _relative_name(path, package_dir.parent): _digest(path)
-        for path in _library_sources(Path(script), package_dir)
+        for path in _library_sources(script, package_dir)
     }
+
+
+# A no-op `snakemake -n` of the default study spends about 30 ms reading and hashing modules for
+# its 11 scripts' digests; with the record, a few hundred stat calls.
+_RECORD_FORMAT = 1
+_RACY_NS = 2_000_000_000
+_loaded_records: dict[Path, dict] = {}
+
+
+def _records(cache_file: Path) -> dict:
+    if cache_file not in _loaded_records:
+        try:
+            content = json.loads(cache_file.read_text())
+            valid = isinstance(content, dict) and content.get("format") == _RECORD_FORMAT
+            _loaded_records[cache_file] = content["scripts"] if valid else {}
+        except (OSError, ValueError, KeyError):
+            _loaded_records[cache_file] = {}
+    return _loaded_records[cache_file]
+
+
+def _still_valid(record: dict | None) -> bool:
+    if not isinstance(record, dict):
+        return False
+    try:
+        for path, (mtime_ns, size) in record["versions"].items():
+            stat = os.stat(path)
+            if (stat.st_mtime_ns, stat.st_size) != (mtime_ns, size) or mtime_ns > record[
+                "recorded_ns"
+            ] - _RACY_NS:
+                return False
+        return not any(os.path.exists(path) for path in record["absent"]) and isinstance(
+            record["digests"], dict
+        )
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+
+
+def _write_records(cache_file: Path, records: dict) -> None:
+    """Replace the record file whole; a process that cannot write it (a read-only project) just
+    computes its digests every time, and of two writing at once the last one's record stays."""
+    partial = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.partial")
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"format": _RECORD_FORMAT, "scripts": records}))
+        os.replace(partial, cache_file)
+    except OSError:
+        partial.unlink(missing_ok=True)
 
 
 @cache
