@@ -64,13 +64,19 @@ def test_relative_imports_inside_a_subpackage_are_followed(tmp_path):
     assert found == {"__init__.py", "sub/__init__.py", "sub/leaf.py", "top.py"}
 
 
-def test_digests_name_modules_relative_to_the_package_and_follow_their_content(tmp_path):
-    package = tmp_path / "src" / "prunequant"
+def write_package(root: Path, helper: str) -> tuple[Path, Path]:
+    """A package with an empty ``__init__`` and a ``helper`` module, and a script importing from it."""
+    package = root / "src" / "prunequant"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    (package / "helper.py").write_text("VALUE = 1\n")
-    script = tmp_path / "job.py"
+    (package / "helper.py").write_text(helper)
+    script = root / "job.py"
     script.write_text("from prunequant.helper import VALUE\n")
+    return package, script
+
+
+def test_digests_name_modules_relative_to_the_package_and_follow_their_content(tmp_path):
+    package, script = write_package(tmp_path, "VALUE = 1\n")
     before = library_digests(script, package)
     assert set(before) == {"prunequant/__init__.py", "prunequant/helper.py"}
     (package / "helper.py").write_text("VALUE = 2\n")
@@ -104,12 +110,7 @@ def _age(*paths, seconds=60):
 
 @pytest.fixture
 def tiny_package(tmp_path):
-    package = tmp_path / "src" / "prunequant"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "helper.py").write_text("from prunequant import extra\nVALUE = 1\n")
-    script = tmp_path / "job.py"
-    script.write_text("from prunequant.helper import VALUE\n")
+    package, script = write_package(tmp_path, "from prunequant import extra\nVALUE = 1\n")
     _age(package / "__init__.py", package / "helper.py", script)
     _new_process()
     yield package, script, tmp_path / "cache" / "digests.json"
