@@ -164,17 +164,14 @@ def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -
         commands["snakemake -n ONE_JOB"] = snakemake_command(
             run_dir, snakefile, "-n", "--cores", "1", "--quiet", "all", "--", target
         )
-    for name in commands:
-        if name == "snakemake --version":
-            continue
+    for name in [name for name in commands if name != "snakemake --version"]:
         dry_run = subprocess.run(commands[name], cwd=run_dir, capture_output=True, text=True)
         if dry_run.returncode != 0 or "Nothing to be done" not in dry_run.stdout + dry_run.stderr:
             tail = (dry_run.stdout + dry_run.stderr).strip().splitlines()[-3:]
             return [f"{name}: not a no-op here (exit {dry_run.returncode}): {' | '.join(tail)}"]
     times = time_commands(commands, cwd=run_dir, rounds=rounds, seed=seed)
     # "speedup" of --version over a dry run is the cost ratio dry run / --version, per round.
-    references = {"snakemake --version": "snakemake -n"}
-    summary = summarize(times, references=references, seed=seed)
+    summary = summarize(times, references={"snakemake --version": "snakemake -n"}, seed=seed)
     version = summary["snakemake --version"]
     lines = [
         f"snakemake --version       {_ms_with_interval(version)}",

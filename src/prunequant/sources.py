@@ -18,7 +18,7 @@ import time
 from functools import cache
 from pathlib import Path
 
-__all__ = ["library_digests", "library_sources", "script_imports"]
+__all__ = ["file_version", "library_digests", "library_sources", "script_imports"]
 
 PACKAGE = "prunequant"
 
@@ -154,9 +154,8 @@ def library_digests(
     recorded_ns = time.time_ns()
     digests = _fresh_digests(script, package_dir)
     files, absent = _closure(script, package_dir)
-    versions = {path: _digests[path][0] for path in files}  # (mtime, size) when hashed
-    script_stat = os.stat(script)
-    versions[str(script)] = (script_stat.st_mtime_ns, script_stat.st_size)
+    versions = {path: _digests[path][0] for path in files}  # as they were when hashed
+    versions[str(script)] = file_version(script)
     records[key] = {
         "versions": versions,
         "absent": list(absent),
@@ -196,15 +195,12 @@ def _still_valid(record: dict | None) -> bool:
     if not isinstance(record, dict):
         return False
     try:
+        trusted_before = record["recorded_ns"] - _RACY_NS
         for path, (mtime_ns, size) in record["versions"].items():
-            stat = os.stat(path)
-            if (stat.st_mtime_ns, stat.st_size) != (mtime_ns, size) or mtime_ns > record[
-                "recorded_ns"
-            ] - _RACY_NS:
+            if mtime_ns > trusted_before or file_version(path) != (mtime_ns, size):
                 return False
-        return not any(os.path.exists(path) for path in record["absent"]) and isinstance(
-            record["digests"], dict
-        )
+        absent_still = not any(os.path.exists(path) for path in record["absent"])
+        return absent_still and isinstance(record["digests"], dict)
     except (OSError, KeyError, TypeError, ValueError):
         return False
 
@@ -231,9 +227,14 @@ def _relative_name(path: str, root: Path) -> str:
 _digests: dict[str, tuple[tuple[int, int], str]] = {}
 
 
+def file_version(path: str | os.PathLike) -> tuple[int, int]:
+    """A file's (modification time in ns, size): what tells an edited file from one left alone."""
+    status = os.stat(path)
+    return status.st_mtime_ns, status.st_size
+
+
 def _digest(path: str) -> str:
-    stat = os.stat(path)
-    version = (stat.st_mtime_ns, stat.st_size)
+    version = file_version(path)
     known = _digests.get(path)
     if known is None or known[0] != version:
         with open(path, "rb") as file:

@@ -321,6 +321,8 @@ def _library_modules() -> list[str]:
     return [name for name in sys.modules if name == "prunequant" or name.startswith("prunequant.")]
 
 
+# prunequant.sources.file_version's twin: every job's own process imports this module, which
+# imports nothing but the standard library (the server loads prunequant.sources only to preload).
 def _file_state(path: str) -> tuple[int, int]:
     status = os.stat(path)
     return status.st_mtime_ns, status.st_size
