@@ -264,3 +264,93 @@ def test_the_recipe_per_model_is_chosen_on_validation_never_on_test():
     assert _chosen_recipes(summary) == {"baseline": "qat"}  # best validation, then fewer bytes
     summary["accuracy"] = summary["accuracy"].sample(frac=1, random_state=0).to_numpy()
     assert _chosen_recipes(summary) == {"baseline": "qat"}
+
+
+def _predictions_file(path: Path, predicted: list[int], labels: list[int]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "split": "test",
+            "index": range(len(labels)),
+            "label": labels,
+            "prediction": predicted,
+            "correct": [p == y for p, y in zip(predicted, labels, strict=True)],
+        }
+    ).to_csv(path, index=False)
+    return str(path)
+
+
+def test_a_variant_that_behaves_as_its_reference_is_called_identical_not_merely_undetected(tmp_path):
+    """Same predictions everywhere: say so; same accuracy from different predictions: do not."""
+    from prunequant.report.markdown import difference
+    from prunequant.report.sections import Predictions
+
+    labels = [0, 1, 2, 0, 1, 2]
+    predicted = {  # variant → the classes it predicts (the same in both runs)
+        "layer": [0, 1, 2, 0, 1, 1],
+        "global": [0, 1, 2, 0, 1, 1],  # the same model under another name
+        "other": [0, 1, 2, 0, 2, 2],  # the same accuracy, one sample flipped each way
+    }
+    rows = [
+        {
+            "run": run,
+            "variant": name,
+            "predictions": _predictions_file(tmp_path / run / f"{name}.csv", classes, labels),
+        }
+        for run in ("seed0", "seed1")
+        for name, classes in predicted.items()
+    ]
+    predictions = Predictions(pd.DataFrame(rows), tmp_path)
+    stats = {"confidence": 0.95, "n_boot": 200}
+
+    same = predictions.compare("global", "layer", **stats)
+    assert same["cmp_identical"] and same["cmp_diff_pp"] == 0.0
+    assert "identical predictions" in difference(same, "cmp")
+
+    unlike = predictions.compare("other", "layer", **stats)
+    assert not unlike["cmp_identical"] and unlike["cmp_diff_pp"] == 0.0
+    assert "no detectable difference" in difference(unlike, "cmp")
+
+
+def test_the_scope_comparison_says_when_global_ranking_was_layer_wise_ranking(tmp_path):
+    from prunequant.report.sections import Predictions, pruning_section
+
+    labels = [0, 1, 2, 0, 1, 2]
+
+    def section(global_predicts: list[int]) -> str:
+        models = {"l1-layer-oneshot-r0.5": [0, 1, 2, 0, 1, 1], "l1-global-oneshot-r0.5": global_predicts}
+        runs, summary = [], []
+        for name, classes in models.items():
+            variant = f"{name}/fp32_torch"
+            for run in ("seed0", "seed1"):
+                path = tmp_path / "".join(map(str, global_predicts)) / run / name / "predictions.csv"
+                runs.append(
+                    {"run": run, "variant": variant, "predictions": _predictions_file(path, classes, labels)}
+                )
+            summary.append(
+                {
+                    "model": name,
+                    "variant": variant,
+                    "deployment": "fp32_torch",
+                    "family": "structured",
+                    "criterion": "l1",
+                    "scope": name.split("-")[1],
+                    "schedule": "oneshot",
+                    "rate": 0.5,
+                    "parameters": 100,
+                    "accuracy": 83.3,
+                    "accuracy_low": 80.0,
+                    "accuracy_high": 86.0,
+                }
+            )
+        predictions = Predictions(pd.DataFrame(runs), tmp_path)
+        return pruning_section(
+            pd.DataFrame(summary),
+            predictions,
+            sensitivity_rates={},
+            latency=pd.DataFrame(),
+            stats={"confidence": 0.95, "n_boot": 200},
+        )
+
+    assert "single prunable block" in section([0, 1, 2, 0, 1, 1])
+    assert "single prunable block" not in section([0, 1, 2, 0, 2, 2])

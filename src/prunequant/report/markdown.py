@@ -58,6 +58,8 @@ def difference(row: Mapping, prefix: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     low, high, verdict = row[f"{prefix}_low"], row[f"{prefix}_high"], row[f"{prefix}_verdict"]
+    if row.get(f"{prefix}_identical"):
+        return f"{value:+.2f}, identical predictions on every test sample in every run"
     return f"{value:+.2f} [{low:+.2f}, {high:+.2f}] {_VERDICT_MARK.get(verdict, verdict)}"
 
 

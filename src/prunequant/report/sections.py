@@ -42,17 +42,33 @@ class Predictions:
     def table(self, run: str, variant: str) -> pd.DataFrame:
         return self._read(self._paths[(run, variant)])
 
-    def correct(self, variant: str, split: str = "test") -> dict[str, np.ndarray]:
-        """Run → boolean array of correct predictions on ``split``, for every run of ``variant``."""
+    def _column(self, variant: str, column: str, split: str) -> dict[str, np.ndarray]:
+        """Run → one column of ``split``'s rows, for every run of ``variant``."""
         result = {}
         for (run, name), path in self._paths.items():
             if name == variant:
                 frame = self._read(path)
-                result[run] = frame.loc[frame["split"] == split, "correct"].to_numpy(bool)
+                result[run] = frame.loc[frame["split"] == split, column].to_numpy()
         return result
 
+    def correct(self, variant: str, split: str = "test") -> dict[str, np.ndarray]:
+        """Run → boolean array of correct predictions on ``split``, for every run of ``variant``."""
+        return {run: values.astype(bool) for run, values in self._column(variant, "correct", split).items()}
+
+    def same_predictions(self, variant: str, reference: str, split: str = "test") -> bool:
+        """Whether both predicted the same class for every ``split`` sample in every run both have.
+
+        A zero difference with a zero-width interval says only that accuracy matched; this says
+        the two variants behaved as one model (e.g. global and layer-wise ranking of a model
+        with a single prunable block keep the same channels).
+        """
+        mine = self._column(variant, "prediction", split)
+        theirs = self._column(reference, "prediction", split)
+        common = [run for run in mine if run in theirs]
+        return bool(common) and all(np.array_equal(mine[run], theirs[run]) for run in common)
+
     def compare(self, variant: str, reference: str, **options) -> dict:
-        """Paired comparison of two variants as report columns ``cmp_diff_pp`` … ``cmp_verdict``."""
+        """Paired comparison of two variants as report columns ``cmp_diff_pp`` … ``cmp_identical``."""
         result = paired_comparison(self.correct(variant), self.correct(reference), **options)
         return {
             "cmp_diff_pp": result.difference_pp,
@@ -60,6 +76,7 @@ class Predictions:
             "cmp_high": result.high,
             "cmp_p": result.p_value,
             "cmp_verdict": result.verdict,
+            "cmp_identical": self.same_predictions(variant, reference),
         }
 
 
@@ -156,10 +173,19 @@ def pruning_section(
         stats,
     )
     if scope_rows:
+        text = (
+            "Global scope ranks all blocks' channels together (after per-layer normalisation, with "
+            "a floor per block); compared with layer-wise pruning of the same criterion and final rate."
+        )
+        if all(row["cmp_identical"] for row in scope_rows):
+            text += (
+                " Here every global variant made the same predictions as its layer-wise twin in every "
+                "run, as it must when the model has a single prunable block (global ranking is then "
+                "layer-wise ranking): the question needs a model with several prunable blocks."
+            )
         parts += _against_reference(
             "Layer-wise vs global ranking",
-            "Global scope ranks all blocks' channels together (after per-layer normalisation, with "
-            "a floor per block); compared with layer-wise pruning of the same criterion and final rate.",
+            text,
             scope_rows,
             reference="layer-wise",
         )
