@@ -1,6 +1,6 @@
 """How much of a finished run is job start-up, what a no-op snakemake costs, and which imports weigh.
 
-Three parts:
+Four parts:
   1. Per rule, from a finished run: jobs, the summed job wall seconds (column ``s`` of
      Snakemake's ``benchmarks/**/*.tsv``), the summed seconds spent inside the stage functions
      (the last ``prunequant-stage-seconds: X`` line of each job's log under ``logs/``, same
@@ -8,7 +8,9 @@ Three parts:
      Snakemake's script wrapper. Target: at most 25% of the summed job time.
   2. ``snakemake --version`` against a no-op ``snakemake -n`` in that finished project,
      interleaved (shuffled order per round); target: at most 1.3x. A dry run of one finished job
-     in the same rounds splits the gap into reading the workflow and checking every job.
+     in the same rounds splits the gap into reading the workflow and checking every job, and two
+     workflows of Snakemake alone give its floor: an empty one, and a skeleton with the project's
+     number of finished jobs and outputs per job but no inputs, params, logs or code.
   3. The import time of every library module the workflow scripts import, each in a fresh
      interpreter (``python -X importtime``), and the heaviest packages below them: what to
      make lazy.
@@ -145,12 +147,68 @@ def exit_report(rounds: int, seed: int) -> list[str]:
     ]
 
 
+DAG_EDGE = re.compile(r"^\s*(\d+) -> (\d+)", re.MULTILINE)
+
+
+def project_dependencies(run_dir: Path, snakefile: Path | None) -> dict[int, list[int]]:
+    """Job → the jobs it reads from, for every job of the project (``snakemake --dag``; 0 is the target)."""
+    dot = subprocess.run(
+        snakemake_command(run_dir, snakefile, "--dag", "--forceall", "--quiet"),
+        cwd=run_dir,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    jobs = {int(number) for number in re.findall(r"^\s*(\d+)\[label", dot, re.MULTILINE)}
+    dependencies = {job: [] for job in jobs}
+    for producer, consumer in DAG_EDGE.findall(dot):
+        dependencies[int(consumer)].append(int(producer))
+    return dependencies
+
+
+def snakemake_only_workflows(
+    directory: Path, dependencies: dict[int, list[int]], outputs_per_job: int
+) -> dict[str, Path]:
+    """Two finished workflows of Snakemake alone, as references for the no-op's floor.
+
+    EMPTY: one rule, its one output present: what planning any workflow costs over ``--version``.
+    SKELETON: the project's DAG with nothing of the project's own: one wildcard rule whose jobs
+    have the project's dependencies (one file per edge) and ``outputs_per_job`` outputs each, no
+    param, log, environment or code: what checking that DAG costs Snakemake itself.
+    """
+    workflows = {"EMPTY": directory / "empty", "SKELETON": directory / "skeleton"}
+    outputs = ", ".join(f'"out/{{n}}/{index}"' for index in range(outputs_per_job))
+    texts = {
+        "EMPTY": 'rule all:\n    output: "done"\n    shell: "touch {output}"\n',
+        "SKELETON": (
+            f"DEPENDENCIES = {dependencies!r}\n"
+            "rule all:\n    input: [f'out/{job}/0' for job in DEPENDENCIES[0]]\n"
+            "rule make:\n"
+            "    input: lambda w: [f'out/{job}/0' for job in DEPENDENCIES[int(w.n)]]\n"
+            f"    output: {outputs}\n"
+            "    shell: 'touch {output}'\n"
+        ),
+    }
+    for name, folder in workflows.items():
+        folder.mkdir()
+        (folder / "Snakefile").write_text(texts[name])
+        subprocess.run(
+            snakemake_command(folder, None, "--cores", "1", "--quiet"),
+            cwd=folder,
+            check=True,
+            capture_output=True,
+        )
+    return workflows
+
+
 def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -> list[str]:
     """``snakemake --version`` vs ``snakemake -n`` in the finished project, interleaved.
 
     A third command plans one finished job (the first dataset file): it parses the same Snakefile
     and runs the same checks of the configuration, so what it adds to ``--version`` is the cost of
-    reading the workflow, and what ``-n`` adds to it is the cost of checking every job.
+    reading the workflow, and what ``-n`` adds to it is the cost of checking every job. Two
+    workflows of Snakemake alone, timed in the same rounds, give the floor: planning an empty
+    workflow, and checking as many finished jobs with as many outputs as the project has.
     """
     from prunequant.latency import summarize
 
@@ -169,7 +227,26 @@ def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -
         if dry_run.returncode != 0 or "Nothing to be done" not in dry_run.stdout + dry_run.stderr:
             tail = (dry_run.stdout + dry_run.stderr).strip().splitlines()[-3:]
             return [f"{name}: not a no-op here (exit {dry_run.returncode}): {' | '.join(tail)}"]
-    times = time_commands(commands, cwd=run_dir, rounds=rounds, seed=seed)
+    # The project's shape: its DAG, and a metadata record per declared output.
+    dependencies = project_dependencies(run_dir, snakefile)
+    n_jobs = len(dependencies) - 1  # without the target rule, which declares no output
+    n_outputs = len(list((run_dir / ".snakemake" / "metadata").iterdir()))
+    outputs_per_job = max(1, round(n_outputs / max(n_jobs, 1)))
+    n_edges = sum(len(needs) for needs in dependencies.values())
+    with tempfile.TemporaryDirectory() as tmp:
+        references = snakemake_only_workflows(Path(tmp), dependencies, outputs_per_job)
+        commands |= {
+            f"snakemake -n {name}": snakemake_command(
+                folder, folder / "Snakefile", "-n", "--cores", "1", "--quiet"
+            )
+            for name, folder in references.items()
+        }
+        times = time_commands(commands, cwd=run_dir, rounds=rounds, seed=seed)
+    described = {
+        "ONE_JOB": f"ONE_JOB = {target}" if one_job is not None else "",
+        "EMPTY": "Snakemake alone: one finished rule",
+        "SKELETON": f"Snakemake alone, this DAG: {n_jobs} jobs x {outputs_per_job} outputs, {n_edges} edges",
+    }
     # "speedup" of --version over a dry run is the cost ratio dry run / --version, per round.
     summary = summarize(times, references={"snakemake --version": "snakemake -n"}, seed=seed)
     version = summary["snakemake --version"]
@@ -177,11 +254,14 @@ def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -
         f"snakemake --version       {_ms_with_interval(version)}",
         f"snakemake -n              {_ms_with_interval(summary['snakemake -n'])}",
     ]
-    if one_job is not None:
-        one = summarize(times, references={"snakemake --version": "snakemake -n ONE_JOB"}, seed=seed)
+    for name, text in described.items():
+        command = f"snakemake -n {name}"
+        if command not in commands:
+            continue
+        other = summarize(times, references={"snakemake --version": command}, seed=seed)
         lines.append(
-            f"snakemake -n ONE_JOB      {_ms_with_interval(one['snakemake -n ONE_JOB'])}"
-            f"  ({one['snakemake --version']['speedup']:.2f}x --version; ONE_JOB = {target})"
+            f"{command:25s} {_ms_with_interval(other[command])}"
+            f"  ({other['snakemake --version']['speedup']:.2f}x --version; {text})"
         )
     lines.append(
         f"no-op cost ratio (-n / --version, per-round median): {version['speedup']:.2f}x "
