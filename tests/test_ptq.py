@@ -175,8 +175,8 @@ def test_int8_weight_payload_is_under_a_third_of_fp32(seed_shaped, per_channel, 
     assert int8_bytes <= limit * onnx_weight_bytes(seed_shaped["fp32"])
 
 
-@pytest.mark.parametrize(("quant_format", "pads"), [("QOperator", 6), ("QDQ", 8)])
-def test_depthwise_channel_padding_changes_no_output(seed_shaped, quant_format, pads):
+@pytest.mark.parametrize(("quant_format", "pads"), [("QOperator", 5), ("QDQ", 7)])
+def test_depthwise_channel_padding_changes_no_output(seed_shaped, tmp_path, quant_format, pads):
     padded = run_ptq(seed_shaped, f"padded_{quant_format}", quant_format=quant_format)
     plain = run_ptq(
         seed_shaped, f"plain_{quant_format}", quant_format=quant_format, depthwise_channel_multiple=1
@@ -188,12 +188,17 @@ def test_depthwise_channel_padding_changes_no_output(seed_shaped, quant_format, 
     assert padded["depthwise_channels_padded"] == {depthwise: 4} and plain["depthwise_channels_padded"] == {}
     conv = next(node for node in onnx.load(str(paths["padded"])).graph.node if node.name == depthwise)
     assert helper.get_attribute_value(next(a for a in conv.attribute if a.name == "group")) == 24
-    # The weights are padded when ORT loads the model: the file stores only the pad amounts (int64).
+    # The weights are padded when ORT loads the model: the file stores only the pad amounts (int64)
+    # and the input's channel indices (int32, 20 + 4).
     added_bytes = onnx_weight_bytes(paths["padded"]) - onnx_weight_bytes(paths["plain"])
-    assert added_bytes == 8 * (6 + 6 + 2)
-    # the input, the depthwise weights, scales, zero points (and in QDQ the bias's scales and zero
-    # points), the bias, the pointwise weights
-    assert padded["op_counts"]["Pad"] == pads
+    assert added_bytes == 8 * (6 + 6 + 2) + 4 * 24
+    # the depthwise weights, scales, zero points (and in QDQ the bias's scales and zero points),
+    # the bias, the pointwise weights; the input's extra channels come from a Gather
+    assert padded["op_counts"]["Pad"] == pads and padded["op_counts"]["Gather"] == 1
+    # ORT gathers the channels-first input before its layout Transpose, not after it (a Gather
+    # along the innermost axis costs several times more).
+    ops = _optimized_ops(paths["padded"], tmp_path)
+    assert ops.index("Gather") < ops.index("Transpose")
     for key in ("QLinearConv", "QuantizeLinear", "DequantizeLinear", "Conv"):
         assert padded["op_counts"].get(key) == plain["op_counts"].get(key)
 

@@ -208,7 +208,6 @@ class _Padding:
     conv: onnx.NodeProto  # its group attribute grows
     extra: int  # channels added
     entry: onnx.NodeProto  # input 0 is the conv's uint8 input: the conv, or its DequantizeLinear
-    zero_point: str  # the uint8 input's zero point: the value the new input channels hold
     filters: list[tuple[onnx.NodeProto, int]]  # (node, input) of the int8 weights [C, 1, *kernel]
     vectors: list[tuple[onnx.NodeProto, int, str]]  # (node, input, Pad mode) of per-channel tensors [C]
     readers: list[tuple[onnx.NodeProto, int]]  # (node, input) of the reading convs' int8 weights [M, C, ...]
@@ -275,7 +274,6 @@ def _qoperator_padding(graph: _Graph, conv: onnx.NodeProto, multiple: int) -> _P
         conv,
         -weight.dims[0] % multiple,
         conv,
-        conv.input[2],
         [(conv, 3)],
         vectors,
         [(n, 3) for n in followers],
@@ -315,9 +313,7 @@ def _qdq_padding(graph: _Graph, conv: onnx.NodeProto, multiple: int) -> _Padding
             readers.append((reader_weights, 0))
     if not readers or requantize.output[0] in graph.outputs:
         return None
-    return _Padding(
-        conv, -weight.dims[0] % multiple, source, source.input[2], [(weights, 0)], vectors, readers
-    )
+    return _Padding(conv, -weight.dims[0] % multiple, source, [(weights, 0)], vectors, readers)
 
 
 def _is_depthwise(conv: onnx.NodeProto, weight: onnx.TensorProto) -> bool:
@@ -343,10 +339,13 @@ def pad_depthwise_channels(
     Works on the quantized graph (QOperator QLinearConv, or QDQ's DequantizeLinear → Conv →
     QuantizeLinear, which ORT fuses into one at load time), so calibration and every scale stay
     what they were:
-    - the conv's uint8 input gets extra channels holding its zero point, the uint8 code of 0.0
-      (a Pad at run time);
-    - its int8 weights, bias and weight zero points get zeros for them, its per-channel scales
-      repeat the last one;
+    - its int8 weights, bias and weight zero points get zeros for the extra channels, its
+      per-channel scales repeat the last one, so an extra channel's output is its output zero
+      point whatever its input holds;
+    - the conv's uint8 input gets the extra channels as copies of its last one, by a Gather at
+      run time: at batch 1 about 1 µs cheaper than a Pad with the zero point, which ORT runs
+      through its generic padding code, and as fast at batch 64 (bench/results/int8-profile.txt,
+      run L);
     - the convs that read its output (the pointwise convs) get zero weights for the extra
       channels, so they add exactly nothing.
     Every real channel computes the same integers as before. A conv is left as it is when its
@@ -387,14 +386,21 @@ def pad_depthwise_channels(
             _padded_in_graph(graph, node, index, pads["vector"], mode)
         site.conv.attribute.remove(next(a for a in site.conv.attribute if a.name == "group"))
         site.conv.attribute.append(onnx.helper.make_attribute("group", channels + site.extra))
+        indices = f"{site.conv.name}_channel_indices"
+        graph.initializer.append(
+            numpy_helper.from_array(
+                np.array([*range(channels), *[channels - 1] * site.extra], np.int32), indices
+            )
+        )
         padded_input = f"{site.conv.name}_input_padded"
-        pad = onnx.helper.make_node(  # pads with the input's zero point
-            "Pad",
-            [site.entry.input[0], pads["channels"], site.zero_point],
+        gather = onnx.helper.make_node(
+            "Gather",
+            [site.entry.input[0], indices],
             [padded_input],
             name=f"{site.conv.name}_channel_pad",
+            axis=1,
         )
-        graph.node.insert(list(graph.node).index(site.entry), pad)
+        graph.node.insert(list(graph.node).index(site.entry), gather)
         site.entry.input[0] = padded_input
     if sites:
         onnx.checker.check_model(model)
@@ -476,6 +482,9 @@ def channels_last_global_pools(model: onnx.ModelProto) -> list[str]:
             return len(shapes[tensor])
         producer = view.producers.get(tensor)
         data_inputs = _RANK_KEEPING.get(producer.op_type) if producer is not None else None
+        if producer is not None and producer.op_type == "Gather":  # the channel padding's: 1-D indices
+            indices = view.initializers.get(producer.input[1])
+            data_inputs = (0,) if indices is not None and len(indices.dims) == 1 else None
         if data_inputs is None:
             return None
         ranks = [rank(producer.input[index]) for index in data_inputs]
