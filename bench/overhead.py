@@ -9,8 +9,8 @@ Four parts:
   2. ``snakemake --version`` against a no-op ``snakemake -n`` in that finished project,
      interleaved (shuffled order per round); target: at most 1.3x. A dry run of one finished job
      in the same rounds splits the gap into reading the workflow and checking every job, and two
-     workflows of Snakemake alone give its floor: an empty one, and a skeleton with the project's
-     number of finished jobs and outputs per job but no inputs, params, logs or code.
+     workflows of Snakemake alone give its floor: an empty one, and a skeleton of the project's
+     DAG (its jobs and dependencies, as many outputs a job) with no params, logs or code.
   3. The import time of every library module the workflow scripts import, each in a fresh
      interpreter (``python -X importtime``), and the heaviest packages below them: what to
      make lazy.
@@ -147,6 +147,7 @@ def exit_report(rounds: int, seed: int) -> list[str]:
     ]
 
 
+DAG_NODE = re.compile(r"^\s*(\d+)\[label", re.MULTILINE)
 DAG_EDGE = re.compile(r"^\s*(\d+) -> (\d+)", re.MULTILINE)
 
 
@@ -159,7 +160,7 @@ def project_dependencies(run_dir: Path, snakefile: Path | None) -> dict[int, lis
         capture_output=True,
         text=True,
     ).stdout
-    jobs = {int(number) for number in re.findall(r"^\s*(\d+)\[label", dot, re.MULTILINE)}
+    jobs = {int(number) for number in DAG_NODE.findall(dot)}
     dependencies = {job: [] for job in jobs}
     for producer, consumer in DAG_EDGE.findall(dot):
         dependencies[int(consumer)].append(int(producer))
@@ -208,7 +209,7 @@ def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -
     and runs the same checks of the configuration, so what it adds to ``--version`` is the cost of
     reading the workflow, and what ``-n`` adds to it is the cost of checking every job. Two
     workflows of Snakemake alone, timed in the same rounds, give the floor: planning an empty
-    workflow, and checking as many finished jobs with as many outputs as the project has.
+    workflow, and checking a skeleton of the project's finished DAG.
     """
     from prunequant.latency import summarize
 

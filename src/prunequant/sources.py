@@ -103,11 +103,7 @@ def library_sources(script: str | Path, package_dir: str | Path) -> list[str]:
     The package's ``__init__.py`` is always included, since importing any
     submodule runs it.
     """
-    return list(_library_sources(Path(script), Path(package_dir)))
-
-
-def _library_sources(script: Path, package_dir: Path) -> tuple[str, ...]:
-    return _closure(script, package_dir)[0]
+    return list(_closure(Path(script), Path(package_dir))[0])
 
 
 @cache
@@ -149,7 +145,7 @@ def library_digests(
         return _fresh_digests(script, package_dir)
     records = _records(Path(cache_file))
     key = f"{script.resolve()}|{package_dir.resolve()}"
-    if _still_valid(records.get(key)):
+    if _still_valid(records.get(key), _checked_versions[Path(cache_file)]):
         return dict(records[key]["digests"])
     recorded_ns = time.time_ns()
     digests = _fresh_digests(script, package_dir)
@@ -168,8 +164,7 @@ def library_digests(
 
 def _fresh_digests(script: Path, package_dir: Path) -> dict[str, str]:
     return {
-        _relative_name(path, package_dir.parent): _digest(path)
-        for path in _library_sources(script, package_dir)
+        _relative_name(path, package_dir.parent): _digest(path) for path in _closure(script, package_dir)[0]
     }
 
 
@@ -178,10 +173,14 @@ def _fresh_digests(script: Path, package_dir: Path) -> dict[str, str]:
 _RECORD_FORMAT = 1
 _RACY_NS = 2_000_000_000
 _loaded_records: dict[Path, dict] = {}
+# Per record file, the file versions already checked in this process: the 11 scripts' records
+# name mostly the same modules, so each is stat-ed once rather than once per script.
+_checked_versions: dict[Path, dict[str, tuple[int, int]]] = {}
 
 
 def _records(cache_file: Path) -> dict:
     if cache_file not in _loaded_records:
+        _checked_versions[cache_file] = {}
         try:
             content = json.loads(cache_file.read_text())
             valid = isinstance(content, dict) and content.get("format") == _RECORD_FORMAT
@@ -191,13 +190,15 @@ def _records(cache_file: Path) -> dict:
     return _loaded_records[cache_file]
 
 
-def _still_valid(record: dict | None) -> bool:
+def _still_valid(record: dict | None, checked: dict[str, tuple[int, int]]) -> bool:
     if not isinstance(record, dict):
         return False
     try:
         trusted_before = record["recorded_ns"] - _RACY_NS
         for path, (mtime_ns, size) in record["versions"].items():
-            if mtime_ns > trusted_before or file_version(path) != (mtime_ns, size):
+            if path not in checked:
+                checked[path] = file_version(path)
+            if mtime_ns > trusted_before or checked[path] != (mtime_ns, size):
                 return False
         absent_still = not any(os.path.exists(path) for path in record["absent"])
         return absent_still and isinstance(record["digests"], dict)

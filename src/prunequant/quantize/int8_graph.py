@@ -447,7 +447,8 @@ def float_logits(model: onnx.ModelProto) -> list[str]:
 
 
 # Ops whose output has the rank of their data inputs (given by index): the int8 graph's convs,
-# pads, pools, (de)quantizers and ORT's int8 elementwise ops (inputs A, A scale, A zero point, B, ...).
+# pads, pools, (de)quantizers and ORT's int8 elementwise ops (inputs A, A scale, A zero point, B, ...);
+# a Gather keeps it only with 1-D indices (_rank_keeping_inputs).
 _RANK_KEEPING = {
     "QLinearConv": (0,),
     "Pad": (0,),
@@ -458,6 +459,14 @@ _RANK_KEEPING = {
     "QLinearAdd": (0, 3),
     "QLinearMul": (0, 3),
 }
+
+
+def _rank_keeping_inputs(node: onnx.NodeProto, view: _Graph) -> tuple[int, ...] | None:
+    """The data inputs whose rank ``node``'s output has, or None when it may change the rank."""
+    if node.op_type == "Gather":  # with 1-D constant indices, as the depthwise channel padding's
+        indices = view.initializers.get(node.input[1])
+        return (0,) if indices is not None and len(indices.dims) == 1 else None
+    return _RANK_KEEPING.get(node.op_type)
 
 
 def channels_last_global_pools(model: onnx.ModelProto) -> list[str]:
@@ -481,10 +490,7 @@ def channels_last_global_pools(model: onnx.ModelProto) -> list[str]:
         if shapes.get(tensor):
             return len(shapes[tensor])
         producer = view.producers.get(tensor)
-        data_inputs = _RANK_KEEPING.get(producer.op_type) if producer is not None else None
-        if producer is not None and producer.op_type == "Gather":  # the channel padding's: 1-D indices
-            indices = view.initializers.get(producer.input[1])
-            data_inputs = (0,) if indices is not None and len(indices.dims) == 1 else None
+        data_inputs = _rank_keeping_inputs(producer, view) if producer is not None else None
         if data_inputs is None:
             return None
         ranks = [rank(producer.input[index]) for index in data_inputs]
