@@ -6,8 +6,8 @@ process); inside it, every form of that runtime is timed in the same interleaved
 rounds with a 95% bootstrap interval; each speedup is the median of per-round ratios against
 the baseline named next to it, in the same runtime, with its interval. Run after the pipeline:
 
-    python bench/latency.py results/seed0/train_baseline/model.pt \
-        results/seed0/export_onnx/baseline/model.onnx results/seed0/quantize/baseline/minmax/model.onnx \
+    python bench/latency.py results/train_baseline/seed0/model.pt \
+        results/export_onnx/seed0/baseline/model.onnx results/quantize/seed0/baseline/minmax/model.onnx \
         --length 100 > bench/results/latency-cpu.txt
 """
 

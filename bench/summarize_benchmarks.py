@@ -6,9 +6,10 @@ Peak memory is the ``prunequant-peak-memory-mb:`` line of the job's log (``logs/
 ``benchmarks/``, same relative path) where there is one: a warm-started job's work runs in a
 worker process that Snakemake's ``max_rss`` does not see. Otherwise it is ``max_rss``.
 
-A benchmark path is ``<rule>.tsv``, ``<rule>/...`` or ``<run>/<rule>/...``: the rule is the
-first path part that names a workflow script (rule name = script name), else the rule a known
-folder holds (``<run>/tune/...``: the tuning candidates), else the first part.
+A benchmark path is ``<rule>.tsv`` or ``<rule>/...`` (``<run>/<rule>/...`` in results made before
+the stage-first layout): the rule is the first path part that names a workflow script (rule
+name = script name), else the rule a known folder holds (``tune/...``: the tuning candidates),
+else the first part.
 """
 
 import re

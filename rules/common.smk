@@ -141,7 +141,7 @@ def candidate_files(run):
     """Candidate → output key → path of every tuning-grid point trained in ``run``."""
     return {
         candidate: {
-            key: f"results/{run}/tune/{candidate}/{name}"
+            key: f"results/tune/{run}/{candidate}/{name}"
             for key, name in CANDIDATE_OUTPUTS.items()
         }
         for candidate in TUNING
@@ -198,10 +198,6 @@ def model_settings(model):
     }
 
 
-def method(wildcards):
-    return model_settings(wildcards.model)
-
-
 # Where each family's trained fp32 model lives: the stage that makes it.
 FAMILY_STAGE = {
     "baseline": "train_baseline",
@@ -215,8 +211,8 @@ FAMILY_STAGE = {
 def model_dir(run, model):
     stage = FAMILY_STAGE[parse_model(model).family]
     if stage == "train_baseline":
-        return f"results/{run}/train_baseline"
-    return f"results/{run}/{stage}/{model}"
+        return f"results/train_baseline/{run}"
+    return f"results/{stage}/{run}/{model}"
 
 
 def trained_model(wildcards):
@@ -235,12 +231,12 @@ def recipe(name):
 
 def int8_artifact(run, model, recipe_name):
     stage = "qat" if recipe(recipe_name)["method"] == "qat" else "quantize"
-    return f"results/{run}/{stage}/{model}/{recipe_name}/model.onnx"
+    return f"results/{stage}/{run}/{model}/{recipe_name}/model.onnx"
 
 
 def int8_record(run, model, recipe_name):
     stage = "qat" if recipe(recipe_name)["method"] == "qat" else "quantize"
-    return f"results/{run}/{stage}/{model}/{recipe_name}/{stage}.json"
+    return f"results/{stage}/{run}/{model}/{recipe_name}/{stage}.json"
 
 
 def deployed_artifact(run, model, deployment):
@@ -248,7 +244,7 @@ def deployed_artifact(run, model, deployment):
     if deployment == "fp32_torch":
         return f"{model_dir(run, model)}/model.pt"
     if deployment == "fp32_onnxruntime":
-        return f"results/{run}/export_onnx/{model}/model.onnx"
+        return f"results/export_onnx/{run}/{model}/model.onnx"
     return int8_artifact(run, model, form["recipe"])
 
 
@@ -257,7 +253,7 @@ def stage_dir(run, model, deployment):
     if deployment == "fp32_torch":
         return model_dir(run, model)
     if deployment == "fp32_onnxruntime":
-        return f"results/{run}/export_onnx/{model}"
+        return f"results/export_onnx/{run}/{model}"
     return str(Path(deployed_artifact(run, model, deployment)).parent)
 
 
@@ -336,7 +332,7 @@ def training_histories():
             for name in RECIPES:
                 if recipe(name)["method"] == "qat":
                     histories[f"{run}/{model}/int8-{name}"] = (
-                        f"results/{run}/qat/{model}/{name}/history.csv"
+                        f"results/qat/{run}/{model}/{name}/history.csv"
                     )
     return histories
 
@@ -356,7 +352,7 @@ def sensitivity_curves():
         and not config["prune"]["sensitivity"]["rates"]
     ):
         return {}
-    return {run: f"results/{run}/sensitivity/curves.csv" for run in RUNS}
+    return {run: f"results/sensitivity/{run}/curves.csv" for run in RUNS}
 
 
 # The report's figures; each has its title and caption in captions/<name>.rst, which the

@@ -4,13 +4,13 @@ rule export_onnx:
         model=trained_model,
         dataset=dataset,
     output:
-        onnx="results/{run}/export_onnx/{model}/model.onnx",
-        evaluation="results/{run}/export_onnx/{model}/evaluation.json",
-        predictions="results/{run}/export_onnx/{model}/predictions.csv",
+        onnx="results/export_onnx/{run}/{model}/model.onnx",
+        evaluation="results/export_onnx/{run}/{model}/evaluation.json",
+        predictions="results/export_onnx/{run}/{model}/predictions.csv",
     log:
-        "logs/{run}/export_onnx/{model}.log",
+        "logs/export_onnx/{run}/{model}.log",
     benchmark:
-        "benchmarks/{run}/export_onnx/{model}.tsv"
+        "benchmarks/export_onnx/{run}/{model}.tsv"
     conda:
         "../envs/prunequant.yaml"
     params:

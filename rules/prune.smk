@@ -4,26 +4,26 @@ rule prune:
     input:
         unpack(
             lambda wildcards: {
-                "model": f"results/{wildcards.run}/train_baseline/model.pt",
+                "model": f"results/train_baseline/{wildcards.run}/model.pt",
                 "dataset": dataset(wildcards),
             }
             | (
-                {"sensitivity": f"results/{wildcards.run}/sensitivity/curves.csv"}
+                {"sensitivity": f"results/sensitivity/{wildcards.run}/curves.csv"}
                 if parse_model(wildcards.model).family == "sensitivity"
                 else {}
             )
         ),
     output:
-        model="results/{run}/prune/{model}/model.pt",
-        history="results/{run}/prune/{model}/history.csv",
-        record="results/{run}/prune/{model}/pruning.json",
-        metrics="results/{run}/prune/{model}/metrics.json",
-        evaluation="results/{run}/prune/{model}/evaluation.json",
-        predictions="results/{run}/prune/{model}/predictions.csv",
+        model="results/prune/{run}/{model}/model.pt",
+        history="results/prune/{run}/{model}/history.csv",
+        record="results/prune/{run}/{model}/pruning.json",
+        metrics="results/prune/{run}/{model}/metrics.json",
+        evaluation="results/prune/{run}/{model}/evaluation.json",
+        predictions="results/prune/{run}/{model}/predictions.csv",
     log:
-        "logs/{run}/prune/{model}.log",
+        "logs/prune/{run}/{model}.log",
     benchmark:
-        "benchmarks/{run}/prune/{model}.tsv"
+        "benchmarks/prune/{run}/{model}.tsv"
     conda:
         "../envs/prunequant.yaml"
     threads: 1
@@ -33,13 +33,11 @@ rule prune:
         code=code("prune"),
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
-        method=method,
         min_channels=config["prune"]["min_channels"],
         not_prunable=config["model"]["not_prunable"],
         training=setting(config["finetune"]),
-        seed=run_seed,
         device=config["device"],
-        resume=lambda wildcards: f"{RESUME_DIR}/{wildcards.run}/prune/{wildcards.model}",
+        resume=f"{RESUME_DIR}/{{run}}/prune/{{model}}",
     script:
         "../scripts/prune.py"
 
@@ -47,14 +45,14 @@ rule prune:
 # Each block pruned alone over a grid of rates, without fine-tuning: validation accuracy curves.
 rule sensitivity:
     input:
-        model="results/{run}/train_baseline/model.pt",
+        model="results/train_baseline/{run}/model.pt",
         dataset=dataset,
     output:
-        curves="results/{run}/sensitivity/curves.csv",
+        curves="results/sensitivity/{run}/curves.csv",
     log:
-        "logs/{run}/sensitivity.log",
+        "logs/sensitivity/{run}.log",
     benchmark:
-        "benchmarks/{run}/sensitivity.tsv"
+        "benchmarks/sensitivity/{run}.tsv"
     conda:
         "../envs/prunequant.yaml"
     params:
@@ -69,19 +67,19 @@ rule sensitivity:
 # Unstructured magnitude pruning: masks held at zero through fine-tuning, then made permanent.
 rule sparsify:
     input:
-        model="results/{run}/train_baseline/model.pt",
+        model="results/train_baseline/{run}/model.pt",
         dataset=dataset,
     output:
-        model="results/{run}/sparsify/{model}/model.pt",
-        history="results/{run}/sparsify/{model}/history.csv",
-        record="results/{run}/sparsify/{model}/sparsity.json",
-        metrics="results/{run}/sparsify/{model}/metrics.json",
-        evaluation="results/{run}/sparsify/{model}/evaluation.json",
-        predictions="results/{run}/sparsify/{model}/predictions.csv",
+        model="results/sparsify/{run}/{model}/model.pt",
+        history="results/sparsify/{run}/{model}/history.csv",
+        record="results/sparsify/{run}/{model}/sparsity.json",
+        metrics="results/sparsify/{run}/{model}/metrics.json",
+        evaluation="results/sparsify/{run}/{model}/evaluation.json",
+        predictions="results/sparsify/{run}/{model}/predictions.csv",
     log:
-        "logs/{run}/sparsify/{model}.log",
+        "logs/sparsify/{run}/{model}.log",
     benchmark:
-        "benchmarks/{run}/sparsify/{model}.tsv"
+        "benchmarks/sparsify/{run}/{model}.tsv"
     conda:
         "../envs/prunequant.yaml"
     threads: 1
@@ -91,12 +89,10 @@ rule sparsify:
         code=code("sparsify"),
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
-        method=method,
         not_prunable=config["model"]["not_prunable"],
         training=setting(config["finetune"]),
-        seed=run_seed,
         device=config["device"],
-        resume=lambda wildcards: f"{RESUME_DIR}/{wildcards.run}/sparsify/{wildcards.model}.pt",
+        resume=f"{RESUME_DIR}/{{run}}/sparsify/{{model}}.pt",
     script:
         "../scripts/sparsify.py"
 
@@ -107,15 +103,15 @@ rule from_scratch:
     input:
         dataset=dataset,
     output:
-        model="results/{run}/from_scratch/{model}/model.pt",
-        history="results/{run}/from_scratch/{model}/history.csv",
-        metrics="results/{run}/from_scratch/{model}/metrics.json",
-        evaluation="results/{run}/from_scratch/{model}/evaluation.json",
-        predictions="results/{run}/from_scratch/{model}/predictions.csv",
+        model="results/from_scratch/{run}/{model}/model.pt",
+        history="results/from_scratch/{run}/{model}/history.csv",
+        metrics="results/from_scratch/{run}/{model}/metrics.json",
+        evaluation="results/from_scratch/{run}/{model}/evaluation.json",
+        predictions="results/from_scratch/{run}/{model}/predictions.csv",
     log:
-        "logs/{run}/from_scratch/{model}.log",
+        "logs/from_scratch/{run}/{model}.log",
     benchmark:
-        "benchmarks/{run}/from_scratch/{model}.tsv"
+        "benchmarks/from_scratch/{run}/{model}.tsv"
     conda:
         "../envs/prunequant.yaml"
     threads: 1
@@ -125,13 +121,11 @@ rule from_scratch:
         code=code("from_scratch"),
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
-        rate=lambda wildcards: parse_model(wildcards.model).rate,
         arch=config["model"]["arch"],
         blocks=setting(config["model"]["blocks"]),
         not_prunable=config["model"]["not_prunable"],
         training=setting(config["train"]),
-        seed=run_seed,
         device=config["device"],
-        resume=lambda wildcards: f"{RESUME_DIR}/{wildcards.run}/from_scratch/{wildcards.model}.pt",
+        resume=f"{RESUME_DIR}/{{run}}/from_scratch/{{model}}.pt",
     script:
         "../scripts/from_scratch.py"

@@ -1,19 +1,19 @@
 # Post-training recipes (ptq, partial): from the fp32 ONNX model, calibrated on training samples.
 rule quantize:
     input:
-        onnx="results/{run}/export_onnx/{model}/model.onnx",
+        onnx="results/export_onnx/{run}/{model}/model.onnx",
         parent=trained_model,
-        parent_predictions="results/{run}/export_onnx/{model}/predictions.csv",
+        parent_predictions="results/export_onnx/{run}/{model}/predictions.csv",
         dataset=dataset,
     output:
-        onnx="results/{run}/quantize/{model}/{recipe}/model.onnx",
-        record="results/{run}/quantize/{model}/{recipe}/quantize.json",
-        evaluation="results/{run}/quantize/{model}/{recipe}/evaluation.json",
-        predictions="results/{run}/quantize/{model}/{recipe}/predictions.csv",
+        onnx="results/quantize/{run}/{model}/{recipe}/model.onnx",
+        record="results/quantize/{run}/{model}/{recipe}/quantize.json",
+        evaluation="results/quantize/{run}/{model}/{recipe}/evaluation.json",
+        predictions="results/quantize/{run}/{model}/{recipe}/predictions.csv",
     log:
-        "logs/{run}/quantize/{model}/{recipe}.log",
+        "logs/quantize/{run}/{model}/{recipe}.log",
     benchmark:
-        "benchmarks/{run}/quantize/{model}/{recipe}.tsv"
+        "benchmarks/quantize/{run}/{model}/{recipe}.tsv"
     conda:
         "../envs/prunequant.yaml"
     params:
@@ -21,7 +21,6 @@ rule quantize:
         variant=variant("int8"),
         batch_size=config["evaluate"]["batch_size"],
         recipe=lambda wildcards: setting(recipe(wildcards.recipe)),
-        seed=run_seed,
     script:
         "../scripts/quantize.py"
 
@@ -30,19 +29,19 @@ rule quantize:
 rule qat:
     input:
         model=trained_model,
-        parent_predictions="results/{run}/export_onnx/{model}/predictions.csv",
+        parent_predictions="results/export_onnx/{run}/{model}/predictions.csv",
         dataset=dataset,
     output:
-        onnx="results/{run}/qat/{model}/{recipe}/model.onnx",
-        checkpoint="results/{run}/qat/{model}/{recipe}/checkpoint.pt",
-        history="results/{run}/qat/{model}/{recipe}/history.csv",
-        record="results/{run}/qat/{model}/{recipe}/qat.json",
-        evaluation="results/{run}/qat/{model}/{recipe}/evaluation.json",
-        predictions="results/{run}/qat/{model}/{recipe}/predictions.csv",
+        onnx="results/qat/{run}/{model}/{recipe}/model.onnx",
+        checkpoint="results/qat/{run}/{model}/{recipe}/checkpoint.pt",
+        history="results/qat/{run}/{model}/{recipe}/history.csv",
+        record="results/qat/{run}/{model}/{recipe}/qat.json",
+        evaluation="results/qat/{run}/{model}/{recipe}/evaluation.json",
+        predictions="results/qat/{run}/{model}/{recipe}/predictions.csv",
     log:
-        "logs/{run}/qat/{model}/{recipe}.log",
+        "logs/qat/{run}/{model}/{recipe}.log",
     benchmark:
-        "benchmarks/{run}/qat/{model}/{recipe}.tsv"
+        "benchmarks/qat/{run}/{model}/{recipe}.tsv"
     conda:
         "../envs/prunequant.yaml"
     threads: 1
@@ -53,8 +52,7 @@ rule qat:
         variant=variant("int8"),
         batch_size=config["evaluate"]["batch_size"],
         recipe=lambda wildcards: setting(recipe(wildcards.recipe)),
-        seed=run_seed,
         device=config["device"],
-        resume=lambda wildcards: f"{RESUME_DIR}/{wildcards.run}/qat/{wildcards.model}/{wildcards.recipe}.pt",
+        resume=f"{RESUME_DIR}/{{run}}/qat/{{model}}/{{recipe}}.pt",
     script:
         "../scripts/qat.py"

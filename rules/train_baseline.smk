@@ -3,13 +3,13 @@ rule train_baseline:
         dataset=dataset,
     output:
         **{
-            key: f"results/{{run}}/train_baseline/{name}"
+            key: f"results/train_baseline/{{run}}/{name}"
             for key, name in CANDIDATE_OUTPUTS.items()
         },
     log:
-        "logs/{run}/train_baseline.log",
+        "logs/train_baseline/{run}.log",
     benchmark:
-        "benchmarks/{run}/train_baseline.tsv"
+        "benchmarks/train_baseline/{run}.tsv"
     conda:
         "../envs/prunequant.yaml"
     threads: 1
@@ -22,9 +22,8 @@ rule train_baseline:
         arch=config["model"]["arch"],
         blocks=setting(config["model"]["blocks"]),
         training=setting(config["train"]),
-        seed=run_seed,
         device=config["device"],
-        resume=lambda wildcards: f"{RESUME_DIR}/{wildcards.run}/train_baseline.pt",
+        resume=f"{RESUME_DIR}/{{run}}/train_baseline.pt",
     script:
         "../scripts/train_baseline.py"
 
@@ -38,18 +37,18 @@ if TUNING:
     use rule train_baseline as train_candidate with:
         output:
             **{
-                key: f"results/{{run}}/tune/{{candidate}}/{name}"
+                key: f"results/tune/{{run}}/{{candidate}}/{name}"
                 for key, name in CANDIDATE_OUTPUTS.items()
             },
         log:
-            "logs/{run}/tune/{candidate}.log",
+            "logs/tune/{run}/{candidate}.log",
         benchmark:
-            "benchmarks/{run}/tune/{candidate}.tsv"
+            "benchmarks/tune/{run}/{candidate}.tsv"
         params:
             training=lambda wildcards: setting(
                 candidate_training(wildcards.candidate, config["train"])
             ),
-            resume=lambda wildcards: f"{RESUME_DIR}/{wildcards.run}/tune/{wildcards.candidate}.pt",
+            resume=f"{RESUME_DIR}/{{run}}/tune/{{candidate}}.pt",
 
     rule choose_baseline:
         input:
@@ -78,11 +77,11 @@ if TUNING:
             ],
         output:
             **{
-                key: f"results/{{run}}/train_baseline/{name}"
+                key: f"results/train_baseline/{{run}}/{name}"
                 for key, name in CANDIDATE_OUTPUTS.items()
             },
         log:
-            "logs/{run}/adopt_baseline.log",
+            "logs/adopt_baseline/{run}.log",
         localrule: True
         conda:
             "../envs/prunequant.yaml"

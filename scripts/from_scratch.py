@@ -9,12 +9,12 @@ from prunequant.training import run_from_scratch
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_from_scratch(
         dataset_path=snakemake.input.dataset,
-        rate=snakemake.params.rate,
+        rate=snakemake.params.variant["rate"],
         arch=snakemake.params.arch,
         blocks=snakemake.params.blocks,
         not_prunable=snakemake.params.not_prunable,
         training=snakemake.params.training,
-        seed=snakemake.params.seed,
+        seed=snakemake.params.variant["seed"],
         device=snakemake.params.device,
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,

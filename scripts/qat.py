@@ -12,7 +12,7 @@ with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_qat(
         model_path=snakemake.input.model,
         dataset_path=snakemake.input.dataset,
-        seed=snakemake.params.seed,
+        seed=snakemake.params.variant["seed"],
         device=snakemake.params.device,
         checkpoint_path=snakemake.output.checkpoint,
         onnx_path=snakemake.output.onnx,

@@ -17,7 +17,7 @@ with job_logging(snakemake.log[0], threads=snakemake.threads):
         "int8_path": snakemake.output.onnx,
         "record_path": snakemake.output.record,
         "train_inputs": dataset.X_train,
-        "seed": snakemake.params.seed,
+        "seed": snakemake.params.variant["seed"],
     }
     if method == "partial":
         # Which layers stay float is chosen on validation data only; test never reaches this job.

@@ -10,10 +10,10 @@ with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_sparse_finetuning(
         baseline_path=snakemake.input.model,
         dataset_path=snakemake.input.dataset,
-        method=snakemake.params.method,
+        method=snakemake.params.variant,
         not_prunable=snakemake.params.not_prunable,
         training=snakemake.params.training,
-        seed=snakemake.params.seed,
+        seed=snakemake.params.variant["seed"],
         device=snakemake.params.device,
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,

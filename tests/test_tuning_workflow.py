@@ -36,15 +36,15 @@ def test_every_fold_trains_the_grid_and_adopts_its_validation_choice(tuned_folds
         ranked = sorted(choice["candidates"], key=lambda row: (-row["val_accuracy"], row["val_loss"]))
         assert ranked[0]["candidate"] == choice["chosen"]
         run = f"{fold}-seed0"
-        baseline = results / run / "train_baseline"
-        chosen = results / run / "tune" / choice["chosen"]
+        baseline = results / "train_baseline" / run
+        chosen = results / "tune" / run / choice["chosen"]
         assert (baseline / "model.pt").read_bytes() == (chosen / "model.pt").read_bytes()
         assert (baseline / "predictions.csv").read_text() == (chosen / "predictions.csv").read_text()
         evaluation = json.loads((baseline / "evaluation.json").read_text())
         assert evaluation["tuned_from"] == choice["chosen"]
-        assert evaluation["artifact"] == f"results/{run}/train_baseline/model.pt"
+        assert evaluation["artifact"] == f"results/train_baseline/{run}/model.pt"
         for candidate in GRID:  # each candidate trained with its own batch size
-            metrics = json.loads((results / run / "tune" / candidate / "metrics.json").read_text())
+            metrics = json.loads((results / "tune" / run / candidate / "metrics.json").read_text())
             assert metrics["batch_size"] == int(candidate[2]) and metrics["lr"] == 0.001
 
 

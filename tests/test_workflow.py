@@ -65,16 +65,16 @@ def test_every_stage_writes_its_outputs(finished_run):
         assert heading in markdown
     provenance = json.loads((report / "provenance.json").read_text())
     assert provenance["seeds"] == [0, 1] and provenance["versions"]["torch"]
-    predictions = workdir / "results" / "seed0" / "train_baseline" / "predictions.csv"
+    predictions = workdir / "results" / "train_baseline" / "seed0" / "predictions.csv"
     first = next(csv.DictReader(predictions.open()))
     assert first["sample_id"].endswith(".wav") and "logit_0" in first
     metadata = json.loads((workdir / "results" / "data" / "fixed" / "dataset.json").read_text())
     assert metadata["classes"] == ["high", "low"] and metadata["n_channels"] == 8
     assert set(metadata["groups"]["test"]).isdisjoint(metadata["groups"]["train"])
-    log = (workdir / "logs" / "seed0" / "train_baseline.log").read_text()
+    log = (workdir / "logs" / "train_baseline" / "seed0.log").read_text()
     assert re.search(r"Epoch: 4 \|train loss: [\d.]+ \|train accuracy: [\d.]+ \|validation loss", log)
     assert re.search(r"Best accuracy: [\d.]+", log) and "Saving..." in log
-    assert (workdir / "benchmarks" / "seed0" / "train_baseline.tsv").exists()
+    assert (workdir / "benchmarks" / "train_baseline" / "seed0.tsv").exists()
     assert not any((workdir / ".prunequant-resume").rglob("*.pt"))  # finished jobs leave no resume state
 
 
@@ -84,12 +84,12 @@ def test_seeds_change_the_weights_but_not_the_split(finished_run):
     ids = [
         [
             row["sample_id"]
-            for row in csv.DictReader((results / run / "train_baseline" / "predictions.csv").open())
+            for row in csv.DictReader((results / "train_baseline" / run / "predictions.csv").open())
         ]
         for run in ("seed0", "seed1")
     ]
     assert ids[0] == ids[1]
-    weights = [(results / run / "train_baseline" / "model.pt").read_bytes() for run in ("seed0", "seed1")]
+    weights = [(results / "train_baseline" / run / "model.pt").read_bytes() for run in ("seed0", "seed1")]
     assert weights[0] != weights[1]
 
 
