@@ -1,6 +1,7 @@
 # Set-up shared by all rules: config validation, the variant space, result-path helpers.
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -21,6 +22,7 @@ from prunequant.variants import (  # noqa: E402
     configured_models,
     configured_runs,
     deployments,
+    method_settings,
     parse_deployment,
     parse_model,
     parse_run,
@@ -182,20 +184,7 @@ def tuning_files(split):
 
 def model_settings(model):
     """What a model's name stands for, as plain settings for its script."""
-    settings = parse_model(model)
-    return {
-        key: getattr(settings, key)
-        for key in (
-            "family",
-            "criterion",
-            "scope",
-            "schedule",
-            "steps",
-            "spacing",
-            "rate",
-            "max_drop_pp",
-        )
-    }
+    return method_settings(asdict(parse_model(model)))
 
 
 # Where each family's trained fp32 model lives: the stage that makes it.

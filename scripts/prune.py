@@ -5,13 +5,14 @@ continue_in_warm_process()  # the rest of this script may run in a fork of a war
 from prunequant.evaluation import score_stage_output
 from prunequant.jobs import job_logging
 from prunequant.training import run_structured_pruning
+from prunequant.variants import method_settings
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_structured_pruning(
         baseline_path=snakemake.input.model,
         dataset_path=snakemake.input.dataset,
         sensitivity_path=snakemake.input.get("sensitivity"),
-        method=snakemake.params.variant,
+        method=method_settings(snakemake.params.variant),
         min_channels=snakemake.params.min_channels,
         not_prunable=snakemake.params.not_prunable,
         training=snakemake.params.training,

@@ -5,12 +5,13 @@ continue_in_warm_process()  # the rest of this script may run in a fork of a war
 from prunequant.evaluation import score_stage_output
 from prunequant.jobs import job_logging
 from prunequant.training import run_sparse_finetuning
+from prunequant.variants import method_settings
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_sparse_finetuning(
         baseline_path=snakemake.input.model,
         dataset_path=snakemake.input.dataset,
-        method=snakemake.params.variant,
+        method=method_settings(snakemake.params.variant),
         not_prunable=snakemake.params.not_prunable,
         training=snakemake.params.training,
         seed=snakemake.params.variant["seed"],

@@ -1,13 +1,17 @@
 """Names of models, runs and deployments parse back to the settings they were made from."""
 
+from dataclasses import asdict
+
 import pytest
 import yaml
 from workflow_support import ROOT
 
 from prunequant.variants import (
+    METHOD_FIELDS,
     configured_models,
     configured_runs,
     deployments,
+    method_settings,
     parse_deployment,
     parse_model,
     parse_run,
@@ -98,3 +102,12 @@ def test_deployments():
     assert parse_deployment("fp32_torch")["runtime"] == "torch"
     with pytest.raises(ValueError):
         parse_deployment("int4_torch")
+
+
+def test_method_settings_keep_the_method_fields_and_nothing_else():
+    model = parse_model("taylor-global-iter3cubic-r0.5")
+    variant = {"run": "seed1", "seed": 1, "model": model.name, "deployment": "fp32_torch", **asdict(model)}
+    settings = method_settings(variant)
+    assert tuple(settings) == METHOD_FIELDS
+    assert settings == {key: value for key, value in asdict(model).items() if key != "name"}
+    assert settings["schedule"] == "iterative" and settings["steps"] == 3 and settings["rate"] == 0.5

@@ -86,6 +86,16 @@ class ModelVariant:
         return self.family
 
 
+# What a model's compression method is, field by field: what a stage receives, records and
+# stores beside its weights. A variant's settings (``params.variant``) hold these and more.
+METHOD_FIELDS = ("family", "criterion", "scope", "schedule", "steps", "spacing", "rate", "max_drop_pp")
+
+
+def method_settings(settings: Mapping) -> dict:
+    """The method fields of a model's settings, e.g. of a variant's or of ``asdict(parse_model(name))``."""
+    return {key: settings[key] for key in METHOD_FIELDS}
+
+
 def _rate_text(rate: float) -> str:
     return f"{rate:g}"
 
