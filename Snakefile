@@ -37,4 +37,4 @@ rule all:
     input:
         "results/report/summary.csv",
         "results/report/report.md",
-        report_figures(),
+        STUDY.report_figures(),

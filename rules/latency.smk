@@ -2,8 +2,10 @@
 # core, so no other job runs beside it and load changes hit all variants alike.
 rule time_latency:
     input:
-        artifacts=lambda wildcards: list(timed_artifacts(wildcards.runtime).values()),
-        dataset=f"results/data/{split_name(FIRST_RUN)}/dataset.npz",
+        artifacts=lambda wildcards: list(
+            STUDY.timed_artifacts(wildcards.runtime).values()
+        ),
+        dataset=dataset_path(STUDY.first_run),
     output:
         latency="results/latency/{runtime}.json",
     log:
@@ -15,9 +17,9 @@ rule time_latency:
     threads: lambda wildcards: workflow.cores
     params:
         code=code("time_latency"),
-        variants=lambda wildcards: list(timed_artifacts(wildcards.runtime)),
-        references=lambda wildcards: latency_references(wildcards.runtime),
-        latency=setting(config["latency"]),
+        variants=lambda wildcards: list(STUDY.timed_artifacts(wildcards.runtime)),
+        references=lambda wildcards: STUDY.latency_references(wildcards.runtime),
+        latency=stable_setting(config["latency"]),
         seed=config["seeds"][0],
     script:
         "../scripts/time_latency.py"

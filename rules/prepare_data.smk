@@ -13,7 +13,7 @@ rule prepare_data:
         "../envs/prunequant.yaml"
     params:
         code=code("prepare_data"),
-        data=setting(active_data_settings(config["data"])),
+        data=stable_setting(active_data_settings(config["data"])),
         fold=lambda wildcards: (
             None
             if wildcards.split == "fixed"

@@ -35,7 +35,7 @@ rule prune:
         batch_size=config["evaluate"]["batch_size"],
         min_channels=config["prune"]["min_channels"],
         not_prunable=config["model"]["not_prunable"],
-        training=setting(config["finetune"]),
+        training=stable_setting(config["finetune"]),
         device=config["device"],
         resume=f"{RESUME_DIR}/{{run}}/prune/{{model}}",
     script:
@@ -57,7 +57,7 @@ rule sensitivity:
         "../envs/prunequant.yaml"
     params:
         code=code("sensitivity"),
-        sensitivity=setting(config["prune"]["sensitivity"]),
+        sensitivity=stable_setting(config["prune"]["sensitivity"]),
         not_prunable=config["model"]["not_prunable"],
         seed=run_seed,
     script:
@@ -90,7 +90,7 @@ rule sparsify:
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
         not_prunable=config["model"]["not_prunable"],
-        training=setting(config["finetune"]),
+        training=stable_setting(config["finetune"]),
         device=config["device"],
         resume=f"{RESUME_DIR}/{{run}}/sparsify/{{model}}.pt",
     script:
@@ -122,9 +122,9 @@ rule from_scratch:
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
         arch=config["model"]["arch"],
-        blocks=setting(config["model"]["blocks"]),
+        blocks=stable_setting(config["model"]["blocks"]),
         not_prunable=config["model"]["not_prunable"],
-        training=setting(config["train"]),
+        training=stable_setting(config["train"]),
         device=config["device"],
         resume=f"{RESUME_DIR}/{{run}}/from_scratch/{{model}}.pt",
     script:

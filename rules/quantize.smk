@@ -20,7 +20,7 @@ rule quantize:
         code=code("quantize"),
         variant=variant("int8"),
         batch_size=config["evaluate"]["batch_size"],
-        recipe=lambda wildcards: setting(recipe(wildcards.recipe)),
+        recipe=lambda wildcards: stable_setting(STUDY.recipe(wildcards.recipe)),
     script:
         "../scripts/quantize.py"
 
@@ -51,7 +51,7 @@ rule qat:
         code=code("qat"),
         variant=variant("int8"),
         batch_size=config["evaluate"]["batch_size"],
-        recipe=lambda wildcards: setting(recipe(wildcards.recipe)),
+        recipe=lambda wildcards: stable_setting(STUDY.recipe(wildcards.recipe)),
         device=config["device"],
         resume=f"{RESUME_DIR}/{{run}}/qat/{{model}}/{{recipe}}.pt",
     script:

@@ -1,16 +1,16 @@
 rule report:
     input:
-        metrics=evaluation_files("evaluation.json"),
-        predictions=evaluation_files("predictions.csv"),
+        metrics=STUDY.evaluation_files("evaluation.json"),
+        predictions=STUDY.evaluation_files("predictions.csv"),
         latency=expand("results/latency/{runtime}.json", runtime=LATENCY_RUNTIMES),
-        histories=list(training_histories().values()),
-        quantization=list(quantization_records().values()),
-        sensitivity=list(sensitivity_curves().values()),
-        datasets=expand("results/data/{split}/dataset.json", split=SPLITS),
+        histories=list(STUDY.training_histories().values()),
+        quantization=list(STUDY.quantization_records().values()),
+        sensitivity=list(STUDY.sensitivity_curves().values()),
+        datasets=expand("results/data/{split}/dataset.json", split=STUDY.splits),
         tuning=[
             path
-            for split, layout in TUNING_LAYOUT.items()
-            for path in [layout["choice"], *tuning_files(split)]
+            for split, layout in STUDY.tuning_layout.items()
+            for path in [layout["choice"], *STUDY.tuning_files(split)]
         ],
     output:
         runs=report(
@@ -32,7 +32,7 @@ rule report:
                 caption=f"../captions/{name}.rst",
                 category="Figures",
             )
-            for name in FIGURES
+            for name in STUDY.figures
         ],
     log:
         "logs/report.log",
@@ -42,14 +42,14 @@ rule report:
         "../envs/prunequant.yaml"
     params:
         code=code("report"),
-        histories=list(training_histories()),
-        quantization=list(quantization_records()),
-        sensitivity=list(sensitivity_curves()),
-        figure_names=FIGURES,
+        histories=list(STUDY.training_histories()),
+        quantization=list(STUDY.quantization_records()),
+        sensitivity=list(STUDY.sensitivity_curves()),
+        figure_names=STUDY.figures,
         latency_runtimes=LATENCY_RUNTIMES,
-        settings=setting(config["report"]),
-        config=setting(config),
-        runs=RUNS,
-        tuning=TUNING_LAYOUT,
+        settings=stable_setting(config["report"]),
+        config=stable_setting(config),
+        runs=STUDY.runs,
+        tuning=STUDY.tuning_layout,
     script:
         "../scripts/report.py"

@@ -20,8 +20,8 @@ rule train_baseline:
         variant=variant("fp32_torch"),
         batch_size=config["evaluate"]["batch_size"],
         arch=config["model"]["arch"],
-        blocks=setting(config["model"]["blocks"]),
-        training=setting(config["train"]),
+        blocks=stable_setting(config["model"]["blocks"]),
+        training=stable_setting(config["train"]),
         device=config["device"],
         resume=f"{RESUME_DIR}/{{run}}/train_baseline.pt",
     script:
@@ -32,7 +32,7 @@ rule train_baseline:
 # With a `tune` grid, every (batch size, learning rate) point is trained per run as its own job;
 # each data split's runs share one choice, made on validation accuracy, and the chosen point's
 # files become each run's baseline, which pruning and quantization start from.
-if TUNING:
+if STUDY.tuning:
 
     use rule train_baseline as train_candidate with:
         output:
@@ -45,14 +45,14 @@ if TUNING:
         benchmark:
             "benchmarks/tune/{run}/{candidate}.tsv"
         params:
-            training=lambda wildcards: setting(
+            training=lambda wildcards: stable_setting(
                 candidate_training(wildcards.candidate, config["train"])
             ),
             resume=f"{RESUME_DIR}/{{run}}/tune/{{candidate}}.pt",
 
     rule choose_baseline:
         input:
-            candidates=lambda wildcards: tuning_files(wildcards.split),
+            candidates=lambda wildcards: STUDY.tuning_files(wildcards.split),
         output:
             choice="results/tune/{split}/choice.json",
         log:
@@ -63,16 +63,16 @@ if TUNING:
             "../envs/prunequant.yaml"
         params:
             code=code("choose_baseline"),
-            layout=lambda wildcards: TUNING_LAYOUT[wildcards.split],
+            layout=lambda wildcards: STUDY.tuning_layout[wildcards.split],
         script:
             "../scripts/choose_baseline.py"
 
     rule adopt_baseline:
         input:
-            choice=lambda wildcards: f"results/tune/{split_name(wildcards.run)}/choice.json",
+            choice=lambda wildcards: STUDY.choice_file(split_name(wildcards.run)),
             candidates=lambda wildcards: [
                 path
-                for files in candidate_files(wildcards.run).values()
+                for files in STUDY.candidate_files(wildcards.run).values()
                 for path in files.values()
             ],
         output:
@@ -87,7 +87,7 @@ if TUNING:
             "../envs/prunequant.yaml"
         params:
             code=code("adopt_baseline"),
-            candidates=lambda wildcards: candidate_files(wildcards.run),
+            candidates=lambda wildcards: STUDY.candidate_files(wildcards.run),
         script:
             "../scripts/adopt_baseline.py"
 

@@ -1,0 +1,303 @@
+"""Where a study's files live: what each stage writes, and what each stage and the report read.
+
+Every path starts with its stage, then the run: ``results/prune/seed0/<model>/model.pt``.
+Snakemake finds the rule that makes a file from the constant prefix of each rule's output
+patterns, and a prefix that names the stage spares it trying the others
+(bench/results/overhead.txt). The rules take their inputs from here; being plain Python, the
+layout is tested without Snakemake.
+
+This module imports no torch: the workflow plans jobs with it at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+from prunequant.variants import (
+    configured_models,
+    configured_runs,
+    deployments,
+    parse_deployment,
+    parse_model,
+    quantized_models,
+    split_name,
+    split_variant,
+    tuning_grid,
+)
+
+__all__ = [
+    "CANDIDATE_OUTPUTS",
+    "FAMILY_STAGE",
+    "FIGURES",
+    "LATENCY_RUNTIMES",
+    "StudyLayout",
+    "dataset_path",
+    "stable_setting",
+]
+
+# What every training job writes, by output key; a tuned baseline is a copy of one candidate's.
+CANDIDATE_OUTPUTS = {
+    "model": "model.pt",
+    "history": "history.csv",
+    "metrics": "metrics.json",
+    "evaluation": "evaluation.json",
+    "predictions": "predictions.csv",
+}
+
+# Where each family's trained fp32 model lives: the stage that makes it.
+FAMILY_STAGE = {
+    "baseline": "train_baseline",
+    "structured": "prune",
+    "sensitivity": "prune",
+    "unstructured": "sparsify",
+    "scratch": "from_scratch",
+}
+
+# The runtimes whose variants are timed, all of one runtime in one job.
+LATENCY_RUNTIMES = ["torch", "onnxruntime"]
+
+# The report's figures; each has its title and caption in captions/<name>.rst, which the
+# Markdown report and the HTML report both show. A study with a tuning grid adds one.
+FIGURES = [
+    "pareto_weight_bytes",
+    "pareto_macs",
+    "pareto_latency_b1",
+    "pareto_latency_b64",
+    "pruning_vs_quantization",
+    "criteria",
+    "schedules_and_scopes",
+    "structured_vs_unstructured",
+    "pruned_vs_scratch",
+    "sensitivity",
+    "quantization_sensitivity",
+    "training_curves",
+    "confusion",
+]
+TUNING_FIGURE = "baseline_tuning"
+
+
+def stable_setting(value):
+    """A config value with dict keys sorted at every level.
+
+    Snakemake compares params by their text, so without this, reordering keys in a config file
+    would rerun every stage that receives them.
+    """
+    if isinstance(value, dict):
+        return {key: stable_setting(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [stable_setting(item) for item in value]
+    return value
+
+
+def dataset_path(run: str) -> str:
+    """The prepared dataset a run trains and scores on (its fold's split, or the fixed one)."""
+    return f"results/data/{split_name(run)}/dataset.npz"
+
+
+@dataclass(frozen=True, eq=False)
+class StudyLayout:
+    """The files of one study: its runs, models, quantized models, recipes and tuning grid."""
+
+    runs: list[str]
+    models: list[str]
+    quantized: list[str]  # the models that get int8 deployments
+    recipes: dict[str, dict]  # recipe name → its settings without the name, in config order
+    tuning: list[str]  # baseline-tuning grid points; empty: the baseline trains as configured
+    sensitivity: bool  # whether per-block sensitivity curves are computed
+
+    @classmethod
+    def from_config(cls, config: Mapping, n_folds: int | None) -> StudyLayout:
+        """The layout of a validated config; ``n_folds`` for leave-one-group-out, else None."""
+        models = configured_models(config["prune"])
+        sensitivity = config["prune"]["sensitivity"]
+        return cls(
+            runs=configured_runs(config["seeds"], n_folds),
+            models=models,
+            quantized=quantized_models(config["quantize"], models),
+            recipes={
+                recipe["name"]: {key: value for key, value in recipe.items() if key != "name"}
+                for recipe in config["quantize"]["recipes"]
+            },
+            tuning=tuning_grid(config["tune"], config["train"]),
+            sensitivity=bool(sensitivity["max_drop_pp"] or sensitivity["rates"]),
+        )
+
+    # ------------------------------------------------------------------ the variant space
+    @property
+    def first_run(self) -> str:
+        """The run whose artifacts are timed: the architecture, not the seed, sets latency."""
+        return self.runs[0]
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted({split_name(run) for run in self.runs})
+
+    @property
+    def recipe_names(self) -> list[str]:
+        return list(self.recipes)
+
+    def recipe(self, name: str) -> dict:
+        """A recipe's settings, without its name (the name is in every path already)."""
+        return dict(self.recipes[name])
+
+    def evaluated_variants(self) -> list[tuple[str, str, str]]:
+        """(run, model, deployment) of every evaluation the study asks for."""
+        return [
+            (run, model, deployment)
+            for run in self.runs
+            for model in self.models
+            for deployment in deployments(model, self.quantized, self.recipe_names)
+        ]
+
+    # ------------------------------------------------------------------ one variant's files
+    def model_dir(self, run: str, model: str) -> str:
+        """The folder of the stage that trains a model's fp32 weights."""
+        stage = FAMILY_STAGE[parse_model(model).family]
+        if stage == "train_baseline":
+            return f"results/train_baseline/{run}"
+        return f"results/{stage}/{run}/{model}"
+
+    def trained_model(self, run: str, model: str) -> str:
+        return f"{self.model_dir(run, model)}/model.pt"
+
+    def training_history(self, run: str, model: str) -> str:
+        return f"{self.model_dir(run, model)}/history.csv"
+
+    def int8_stage(self, recipe_name: str) -> str:
+        """The stage that makes a recipe's int8 model: quantization-aware training, or not."""
+        return "qat" if self.recipes[recipe_name]["method"] == "qat" else "quantize"
+
+    def int8_artifact(self, run: str, model: str, recipe_name: str) -> str:
+        return f"results/{self.int8_stage(recipe_name)}/{run}/{model}/{recipe_name}/model.onnx"
+
+    def int8_record(self, run: str, model: str, recipe_name: str) -> str:
+        stage = self.int8_stage(recipe_name)
+        return f"results/{stage}/{run}/{model}/{recipe_name}/{stage}.json"
+
+    def deployed_artifact(self, run: str, model: str, deployment: str) -> str:
+        """The file a deployment runs: a checkpoint, an fp32 or an int8 ONNX model."""
+        if deployment == "fp32_torch":
+            return self.trained_model(run, model)
+        if deployment == "fp32_onnxruntime":
+            return f"results/export_onnx/{run}/{model}/model.onnx"
+        return self.int8_artifact(run, model, parse_deployment(deployment)["recipe"])
+
+    def stage_dir(self, run: str, model: str, deployment: str) -> str:
+        """The folder of the stage that makes (and scores) a deployed variant."""
+        return self.deployed_artifact(run, model, deployment).rsplit("/", 1)[0]
+
+    # ------------------------------------------------------------------ what the report reads
+    def evaluation_files(self, name: str) -> list[str]:
+        """Every stage's evaluation JSON (name "evaluation.json") or predictions CSV."""
+        return [f"{self.stage_dir(*variant)}/{name}" for variant in self.evaluated_variants()]
+
+    def timed_artifacts(self, runtime: str) -> dict[str, str]:
+        """Variant name → artifact of every variant timed in one runtime (the first run's)."""
+        return {
+            f"{model}/{deployment}": self.deployed_artifact(self.first_run, model, deployment)
+            for model in self.models
+            for deployment in deployments(model, self.quantized, self.recipe_names)
+            if parse_deployment(deployment)["runtime"] == runtime
+        }
+
+    def latency_references(self, runtime: str) -> dict[str, dict[str, str]]:
+        """What each timed variant's speedup is measured against, in the same runtime.
+
+        Two questions, two reference maps: every variant against the baseline in the same
+        deployment, and every int8 variant against its own fp32 parent.
+        """
+        parts = {variant: split_variant(variant) for variant in self.timed_artifacts(runtime)}
+        against_baseline = {
+            variant: f"baseline/{deployment}"
+            for variant, (model, deployment) in parts.items()
+            if model != "baseline"
+        }
+        against_parent = {
+            variant: f"{model}/fp32_onnxruntime"
+            for variant, (model, deployment) in parts.items()
+            if parse_deployment(deployment)["precision"] == "int8"
+        }
+        return {"baseline": against_baseline, "parent": against_parent}
+
+    def training_histories(self) -> dict[str, str]:
+        """Run/model → history CSV of every trained model (QAT curves too, as run/model/int8-recipe)."""
+        histories = {}
+        for run in self.runs:
+            for model in self.models:
+                histories[f"{run}/{model}"] = self.training_history(run, model)
+            for model in self.quantized:
+                for name in self.recipe_names:
+                    if self.int8_stage(name) == "qat":
+                        qat_dir = self.int8_artifact(run, model, name).rsplit("/", 1)[0]
+                        histories[f"{run}/{model}/int8-{name}"] = f"{qat_dir}/history.csv"
+        return histories
+
+    def quantization_records(self) -> dict[str, str]:
+        return {
+            f"{run}/{model}/int8-{name}": self.int8_record(run, model, name)
+            for run in self.runs
+            for model in self.quantized
+            for name in self.recipe_names
+        }
+
+    def sensitivity_curves(self) -> dict[str, str]:
+        if not self.sensitivity:
+            return {}
+        return {run: f"results/sensitivity/{run}/curves.csv" for run in self.runs}
+
+    @property
+    def figures(self) -> list[str]:
+        return FIGURES + ([TUNING_FIGURE] if self.tuning else [])
+
+    def report_figures(self) -> list[str]:
+        return [f"results/report/figures/{name}.png" for name in self.figures]
+
+    # ------------------------------------------------------------------ baseline tuning
+    def candidate_files(self, run: str) -> dict[str, dict[str, str]]:
+        """Candidate → output key → path of every tuning-grid point trained in ``run``."""
+        return {
+            candidate: {
+                key: f"results/tune/{run}/{candidate}/{name}" for key, name in CANDIDATE_OUTPUTS.items()
+            }
+            for candidate in self.tuning
+        }
+
+    def choice_file(self, split: str) -> str:
+        """A data split's tuning choice: the grid point its runs' baselines are adopted from."""
+        return f"results/tune/{split}/choice.json"
+
+    @cached_property
+    def tuning_layout(self) -> dict[str, dict]:
+        """Split → its choice file and every candidate's predictions and evaluation, by run.
+
+        What choose_baseline reads, and the report after it; empty without a grid.
+        """
+        return {
+            split: {
+                "choice": self.choice_file(split),
+                **{
+                    key: {
+                        candidate: {
+                            run: self.candidate_files(run)[candidate][key]
+                            for run in self.runs
+                            if split_name(run) == split
+                        }
+                        for candidate in self.tuning
+                    }
+                    for key in ("predictions", "evaluation")
+                },
+            }
+            for split in (self.splits if self.tuning else [])
+        }
+
+    def tuning_files(self, split: str) -> list[str]:
+        """Every candidate's predictions and evaluation in a split: what its choice reads."""
+        layout = self.tuning_layout[split]
+        return [
+            path
+            for key in ("predictions", "evaluation")
+            for by_run in layout[key].values()
+            for path in by_run.values()
+        ]
