@@ -196,10 +196,9 @@ class StudyLayout:
     def timed_artifacts(self, runtime: str) -> dict[str, str]:
         """Variant name → artifact of every variant timed in one runtime (the first run's)."""
         return {
-            f"{model}/{deployment}": self.deployed_artifact(self.first_run, model, deployment)
-            for model in self.models
-            for deployment in deployments(model, self.quantized, self.recipe_names)
-            if parse_deployment(deployment)["runtime"] == runtime
+            f"{model}/{deployment}": self.deployed_artifact(run, model, deployment)
+            for run, model, deployment in self.evaluated_variants()
+            if run == self.first_run and parse_deployment(deployment)["runtime"] == runtime
         }
 
     def latency_references(self, runtime: str) -> dict[str, dict[str, str]]:
@@ -230,7 +229,7 @@ class StudyLayout:
             for model in self.quantized:
                 for name in self.recipe_names:
                     if self.int8_stage(name) == "qat":
-                        qat_dir = self.int8_artifact(run, model, name).rsplit("/", 1)[0]
+                        qat_dir = self.stage_dir(run, model, f"int8-{name}_onnxruntime")
                         histories[f"{run}/{model}/int8-{name}"] = f"{qat_dir}/history.csv"
         return histories
 
