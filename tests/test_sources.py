@@ -168,3 +168,24 @@ def test_a_file_changed_just_before_it_was_recorded_is_read_again(tiny_package):
         library_digests(script, package, cache_file=cache_file)["prunequant/helper.py"]
         != (first["prunequant/helper.py"])
     )
+
+
+def test_a_process_checks_each_recorded_file_once_however_many_scripts_name_it(tiny_package, monkeypatch):
+    # Every rule's params name its script's digests; the scripts share modules and the names
+    # they import that are not modules, so a no-op `snakemake` would otherwise look at the same
+    # paths once per rule.
+    package, script, cache_file = tiny_package
+    twin = script.with_name("twin.py")
+    twin.write_text(script.read_text())
+    _age(twin)
+    expected = {path: library_digests(path, package, cache_file=cache_file) for path in (script, twin)}
+    _new_process()
+    looked_at = []
+    real_exists, real_version = os.path.exists, sources.file_version
+    monkeypatch.setattr(sources.os.path, "exists", lambda path: looked_at.append(path) or real_exists(path))
+    monkeypatch.setattr(sources, "file_version", lambda path: looked_at.append(path) or real_version(path))
+    assert {
+        path: library_digests(path, package, cache_file=cache_file) for path in (script, twin)
+    } == expected
+    assert looked_at and len(looked_at) == len(set(looked_at))
+    assert "prunequant/helper.py" in expected[twin]
