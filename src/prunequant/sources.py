@@ -169,7 +169,8 @@ def _fresh_digests(script: Path, package_dir: Path) -> dict[str, str]:
 
 
 # A no-op `snakemake -n` of the default study spends about 30 ms reading and hashing modules for
-# its 11 scripts' digests; with the record, a few hundred stat calls.
+# its 11 scripts' digests; with the record, about 3 ms: one stat of each of the 60-odd files the
+# records name, and one look for each of the 320 module files they record as absent.
 _RECORD_FORMAT = 1
 _RACY_NS = 2_000_000_000
 _loaded_records: dict[Path, dict] = {}
