@@ -11,6 +11,8 @@ Four parts:
      in the same rounds splits the gap into reading the workflow and checking every job, and two
      workflows of Snakemake alone give its floor: an empty one, and a skeleton of the project's
      DAG (its jobs and dependencies, as many outputs a job) with no params, logs or code.
+     The ratios are also given in CPU time (user + system), which a busy host's stolen
+     cycles do not inflate.
   3. The import time of every library module the workflow scripts import, each in a fresh
      interpreter (``python -X importtime``), and the heaviest packages below them: what to
      make lazy.
@@ -18,6 +20,7 @@ Four parts:
      with Python's final garbage collection, and with job_logging's gc.freeze() at exit.
 
     python bench/overhead.py RUN_DIR [--snakefile PATH] > bench/results/overhead.txt
+    python bench/overhead.py RUN_DIR --parts 2 --rounds 40     # the no-op alone, more rounds
 """
 
 import argparse
@@ -25,6 +28,7 @@ import ast
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -103,18 +107,32 @@ def _ms_with_interval(entry: dict) -> str:
     return f"{entry['median_ms']:7.0f} ms [{entry['low_ms']:.0f}-{entry['high_ms']:.0f}]"
 
 
-def time_commands(commands: dict[str, list[str]], *, cwd: Path, rounds: int, seed: int) -> dict:
-    """Wall ms of each command per round; every command once per round, in a shuffled order."""
+def time_commands(
+    commands: dict[str, list[str]], *, cwd: Path, rounds: int, seed: int, cpu: dict | None = None
+) -> dict:
+    """Wall ms of each command per round; every command once per round, in a shuffled order.
+
+    With ``cpu``, also fills it with each command's CPU ms per round (user + system, its
+    processes and their children): the work done, which a busy host's stolen cycles do not
+    inflate the way they inflate wall time.
+    """
     rng = np.random.default_rng(seed)
     names = list(commands)
     times = {name: np.empty(rounds) for name in names}
+    cpu_times = {name: np.empty(rounds) for name in names}
     for round_index in range(rounds):
         for position in rng.permutation(len(names)):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             subprocess.run(
                 commands[names[position]], cwd=cwd, env=USER_PYTHON, capture_output=True, check=True
             )
             times[names[position]][round_index] = (time.perf_counter() - started) * 1000.0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            cpu_times[names[position]][round_index] = used * 1000.0
+    if cpu is not None:
+        cpu.update(cpu_times)
     return times
 
 
@@ -252,7 +270,8 @@ def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -
             )
             for name, folder in references.items()
         }
-        times = time_commands(commands, cwd=run_dir, rounds=rounds, seed=seed)
+        cpu_times: dict = {}
+        times = time_commands(commands, cwd=run_dir, rounds=rounds, seed=seed, cpu=cpu_times)
     described = {
         "ONE_JOB": f"ONE_JOB = {target}" if one_job is not None else "",
         "EMPTY": "Snakemake alone: one finished rule",
@@ -278,6 +297,16 @@ def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -
         f"no-op cost ratio (-n / --version, per-round median): {version['speedup']:.2f}x "
         f"[{version['speedup_low']:.2f}-{version['speedup_high']:.2f}] (target <= 1.3x)"
     )
+    # The same ratios in CPU time: what each command computes, whatever the host lends it.
+    for command in ("snakemake -n", "snakemake -n SKELETON"):
+        if command in cpu_times:
+            ratio = summarize(cpu_times, references={"snakemake --version": command}, seed=seed)
+            entry = ratio["snakemake --version"]
+            lines.append(
+                f"{command} / --version in CPU time (user + system, per-round median): "
+                f"{entry['speedup']:.2f}x [{entry['speedup_low']:.2f}-{entry['speedup_high']:.2f}] "
+                f"({ratio[command]['median_ms']:.0f} against {entry['median_ms']:.0f} ms)"
+            )
     return lines
 
 
@@ -368,6 +397,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the snakemake timing")
     parser.add_argument("--import-rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--parts",
+        type=int,
+        nargs="+",
+        choices=(1, 2, 3, 4),
+        default=[1, 2, 3, 4],
+        help="which of the four parts to run (default: all)",
+    )
     args = parser.parse_args()
     from prunequant.latency import cpu_name
 
@@ -387,22 +424,31 @@ def main() -> None:
             if "PYTHONDONTWRITEBYTECODE" in os.environ
             else ""
         )
-        + "\n"
     )
-    print(f"## 1. start-up share per rule ({run_dir.name}; seconds summed over jobs)")
-    print("\n".join(startup_report(job_table(run_dir))))
-    print(f"\n## 2. no-op snakemake, {args.rounds} interleaved rounds (ms, median)")
-    print("\n".join(noop_report(run_dir, snakefile, args.rounds, args.seed)))
-    print(
-        f"\n## 3. import time of each library module a script imports "
-        f"({args.import_rounds} rounds, fresh interpreter each)"
-    )
-    print("\n".join(import_report(args.import_rounds)))
-    print(
-        f"\n## 4. a torch job's process (imports, 20 training steps, exit), {args.rounds} interleaved "
-        "rounds (ms, median): Python's final garbage collection vs gc.freeze() at exit"
-    )
-    print("\n".join(exit_report(args.rounds, args.seed)))
+    parts = {
+        1: (
+            f"1. start-up share per rule ({run_dir.name}; seconds summed over jobs)",
+            lambda: startup_report(job_table(run_dir)),
+        ),
+        2: (
+            f"2. no-op snakemake, {args.rounds} interleaved rounds (ms, median)",
+            lambda: noop_report(run_dir, snakefile, args.rounds, args.seed),
+        ),
+        3: (
+            f"3. import time of each library module a script imports "
+            f"({args.import_rounds} rounds, fresh interpreter each)",
+            lambda: import_report(args.import_rounds),
+        ),
+        4: (
+            f"4. a torch job's process (imports, 20 training steps, exit), {args.rounds} interleaved "
+            "rounds (ms, median): Python's final garbage collection vs gc.freeze() at exit",
+            lambda: exit_report(args.rounds, args.seed),
+        ),
+    }
+    for number in sorted(set(args.parts)):
+        title, report = parts[number]
+        print(f"## {title}")
+        print("\n".join(report()) + "\n")
 
 
 if __name__ == "__main__":
