@@ -1,6 +1,5 @@
 # Set-up shared by all rules: config validation, the study's layout (prunequant.layout), input and params functions.
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -124,6 +123,6 @@ def variant(deployment):
             "seed": run_seed(wildcards),
             "model": model,
             "deployment": name,
-        } | method_settings(asdict(parse_model(model)))
+        } | method_settings(vars(parse_model(model)))
 
     return settings

@@ -4,11 +4,11 @@ rule prune:
     input:
         unpack(
             lambda wildcards: {
-                "model": f"results/train_baseline/{wildcards.run}/model.pt",
+                "model": STUDY.trained_model(wildcards.run, "baseline"),
                 "dataset": dataset(wildcards),
             }
             | (
-                {"sensitivity": f"results/sensitivity/{wildcards.run}/curves.csv"}
+                {"sensitivity": STUDY.sensitivity_curve(wildcards.run)}
                 if parse_model(wildcards.model).family == "sensitivity"
                 else {}
             )
@@ -45,7 +45,7 @@ rule prune:
 # Each block pruned alone over a grid of rates, without fine-tuning: validation accuracy curves.
 rule sensitivity:
     input:
-        model="results/train_baseline/{run}/model.pt",
+        model=rules.train_baseline.output.model,
         dataset=dataset,
     output:
         curves="results/sensitivity/{run}/curves.csv",
@@ -67,7 +67,7 @@ rule sensitivity:
 # Unstructured magnitude pruning: masks held at zero through fine-tuning, then made permanent.
 rule sparsify:
     input:
-        model="results/train_baseline/{run}/model.pt",
+        model=rules.train_baseline.output.model,
         dataset=dataset,
     output:
         model="results/sparsify/{run}/{model}/model.pt",

@@ -1,9 +1,9 @@
 # Post-training recipes (ptq, partial): from the fp32 ONNX model, calibrated on training samples.
 rule quantize:
     input:
-        onnx="results/export_onnx/{run}/{model}/model.onnx",
+        onnx=rules.export_onnx.output.onnx,
         parent=trained_model,
-        parent_predictions="results/export_onnx/{run}/{model}/predictions.csv",
+        parent_predictions=rules.export_onnx.output.predictions,
         dataset=dataset,
     output:
         onnx="results/quantize/{run}/{model}/{recipe}/model.onnx",
@@ -29,7 +29,7 @@ rule quantize:
 rule qat:
     input:
         model=trained_model,
-        parent_predictions="results/export_onnx/{run}/{model}/predictions.csv",
+        parent_predictions=rules.export_onnx.output.predictions,
         dataset=dataset,
     output:
         onnx="results/qat/{run}/{model}/{recipe}/model.onnx",

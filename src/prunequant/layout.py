@@ -241,10 +241,14 @@ class StudyLayout:
             for name in self.recipe_names
         }
 
+    def sensitivity_curve(self, run: str) -> str:
+        """A run's per-block sensitivity curves, which sensitivity-derived pruning reads."""
+        return f"results/sensitivity/{run}/curves.csv"
+
     def sensitivity_curves(self) -> dict[str, str]:
         if not self.sensitivity:
             return {}
-        return {run: f"results/sensitivity/{run}/curves.csv" for run in self.runs}
+        return {run: self.sensitivity_curve(run) for run in self.runs}
 
     @property
     def figures(self) -> list[str]:
