@@ -107,14 +107,11 @@ def _ms_with_interval(entry: dict) -> str:
     return f"{entry['median_ms']:7.0f} ms [{entry['low_ms']:.0f}-{entry['high_ms']:.0f}]"
 
 
-def time_commands(
-    commands: dict[str, list[str]], *, cwd: Path, rounds: int, seed: int, cpu: dict | None = None
-) -> dict:
-    """Wall ms of each command per round; every command once per round, in a shuffled order.
+def time_commands(commands: dict[str, list[str]], *, cwd: Path, rounds: int, seed: int) -> tuple[dict, dict]:
+    """Wall ms and CPU ms of each command per round; every command once per round, shuffled.
 
-    With ``cpu``, also fills it with each command's CPU ms per round (user + system, its
-    processes and their children): the work done, which a busy host's stolen cycles do not
-    inflate the way they inflate wall time.
+    CPU ms is user + system time of the command's processes and their children: the work done,
+    which a busy host's stolen cycles do not inflate the way they inflate wall time.
     """
     rng = np.random.default_rng(seed)
     names = list(commands)
@@ -131,9 +128,7 @@ def time_commands(
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             cpu_times[names[position]][round_index] = used * 1000.0
-    if cpu is not None:
-        cpu.update(cpu_times)
-    return times
+    return times, cpu_times
 
 
 # A torch job in miniature: the training library's imports, one short training, its log.
@@ -164,7 +159,7 @@ def exit_report(rounds: int, seed: int) -> list[str]:
         commands = {
             f"{mode} at exit": [sys.executable, "-c", TORCH_JOB, log, mode] for mode in ("collect", "freeze")
         }
-        times = time_commands(commands, cwd=ROOT, rounds=rounds, seed=seed)
+        times, _ = time_commands(commands, cwd=ROOT, rounds=rounds, seed=seed)
     summary = summarize(times, references={"freeze at exit": "collect at exit"}, seed=seed)
     frozen = summary["freeze at exit"]
     return [
@@ -270,8 +265,7 @@ def noop_report(run_dir: Path, snakefile: Path | None, rounds: int, seed: int) -
             )
             for name, folder in references.items()
         }
-        cpu_times: dict = {}
-        times = time_commands(commands, cwd=run_dir, rounds=rounds, seed=seed, cpu=cpu_times)
+        times, cpu_times = time_commands(commands, cwd=run_dir, rounds=rounds, seed=seed)
     described = {
         "ONE_JOB": f"ONE_JOB = {target}" if one_job is not None else "",
         "EMPTY": "Snakemake alone: one finished rule",

@@ -145,7 +145,7 @@ def library_digests(
         return _fresh_digests(script, package_dir)
     records = _records(Path(cache_file))
     key = f"{script.resolve()}|{package_dir.resolve()}"
-    if _still_valid(records.get(key), _checked_versions[Path(cache_file)], _checked_absent[Path(cache_file)]):
+    if _still_valid(records.get(key), _file_states[Path(cache_file)]):
         return dict(records[key]["digests"])
     recorded_ns = time.time_ns()
     digests = _fresh_digests(script, package_dir)
@@ -174,17 +174,16 @@ def _fresh_digests(script: Path, package_dir: Path) -> dict[str, str]:
 _RECORD_FORMAT = 1
 _RACY_NS = 2_000_000_000
 _loaded_records: dict[Path, dict] = {}
-# Per record file, what this process already found out about the files the records name: the 11
-# scripts' records share most modules and most absent candidates (about 1,600 of the default
-# study's absence checks are of 320 paths), so each file is looked at once rather than per script.
-_checked_versions: dict[Path, dict[str, tuple[int, int]]] = {}
-_checked_absent: dict[Path, dict[str, bool]] = {}
+# Per record file, the state of each file the records name as this process found it: its version,
+# or None when it does not exist. The 11 scripts' records share most modules and most absent
+# candidates (about 1,600 of the default study's absence checks are of 320 paths), so each file is
+# looked at once rather than once per script.
+_file_states: dict[Path, dict[str, tuple[int, int] | None]] = {}
 
 
 def _records(cache_file: Path) -> dict:
     if cache_file not in _loaded_records:
-        _checked_versions[cache_file] = {}
-        _checked_absent[cache_file] = {}
+        _file_states[cache_file] = {}
         try:
             content = json.loads(cache_file.read_text())
             valid = isinstance(content, dict) and content.get("format") == _RECORD_FORMAT
@@ -194,24 +193,28 @@ def _records(cache_file: Path) -> dict:
     return _loaded_records[cache_file]
 
 
-def _still_valid(record: dict | None, checked: dict[str, tuple[int, int]], absent: dict[str, bool]) -> bool:
+def _still_valid(record: dict | None, states: dict[str, tuple[int, int] | None]) -> bool:
     if not isinstance(record, dict):
         return False
     try:
         trusted_before = record["recorded_ns"] - _RACY_NS
         for path, (mtime_ns, size) in record["versions"].items():
-            if path not in checked:
-                checked[path] = file_version(path)
-            if mtime_ns > trusted_before or checked[path] != (mtime_ns, size):
+            if mtime_ns > trusted_before or _file_state(path, states) != (mtime_ns, size):
                 return False
-        for path in record["absent"]:
-            if path not in absent:
-                absent[path] = not os.path.exists(path)
-            if not absent[path]:
-                return False
-        return isinstance(record["digests"], dict)
+        absent_still = all(_file_state(path, states) is None for path in record["absent"])
+        return absent_still and isinstance(record["digests"], dict)
     except (OSError, KeyError, TypeError, ValueError):
         return False
+
+
+def _file_state(path: str, states: dict[str, tuple[int, int] | None]) -> tuple[int, int] | None:
+    """A file's version, or None when it does not exist; looked at once per record file and process."""
+    if path not in states:
+        try:
+            states[path] = file_version(path)
+        except (FileNotFoundError, NotADirectoryError):
+            states[path] = None
+    return states[path]
 
 
 def _write_records(cache_file: Path, records: dict) -> None:

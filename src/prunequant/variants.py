@@ -94,7 +94,7 @@ METHOD_FIELDS = ("family", "criterion", "scope", "schedule", "steps", "spacing",
 
 
 def method_settings(settings: Mapping) -> dict:
-    """The method fields of a model's settings, e.g. of a variant's or of ``asdict(parse_model(name))``."""
+    """The method fields of a model's settings, e.g. of a variant's or of ``vars(parse_model(name))``."""
     return {key: settings[key] for key in METHOD_FIELDS}
 
 
