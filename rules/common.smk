@@ -20,7 +20,6 @@ from prunequant.layout import (  # noqa: E402
     CANDIDATE_OUTPUTS,
     LATENCY_RUNTIMES,
     StudyLayout,
-    dataset_path,
     stable_setting,
 )
 from prunequant.variants import (  # noqa: E402
@@ -28,7 +27,7 @@ from prunequant.variants import (  # noqa: E402
     method_settings,
     parse_model,
     parse_run,
-    split_name,
+    parse_split,
 )
 
 SCHEMA = Path(workflow.basedir) / "config.schema.yaml"
@@ -75,7 +74,7 @@ STUDY = StudyLayout.from_config(config, _n_folds(config["data"]))
 
 wildcard_constraints:
     run=r"(fold\d+-)?seed\d+",
-    split=r"fixed|fold\d+",
+    split=r"fixed|fold\d+|(fold\d+-)?seed\d+",
     model=r"[a-z0-9_]+(-[a-z0-9_.]+)*",
     recipe=r"[a-z0-9_]+",
     deployment=r"fp32_torch|fp32_onnxruntime|int8-[a-z0-9_]+_onnxruntime",
@@ -98,7 +97,7 @@ def code(script):
 
 # ----------------------------------------------------------------------------- input and params functions
 def dataset(wildcards):
-    return dataset_path(wildcards.run)
+    return STUDY.dataset_path(wildcards.run)
 
 
 def trained_model(wildcards):

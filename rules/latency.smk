@@ -5,7 +5,7 @@ rule time_latency:
         artifacts=lambda wildcards: list(
             STUDY.timed_artifacts(wildcards.runtime).values()
         ),
-        dataset=dataset_path(STUDY.first_run),
+        dataset=STUDY.dataset_path(STUDY.first_run),
     output:
         latency="results/latency/{runtime}.json",
     log:

@@ -14,10 +14,7 @@ rule prepare_data:
     params:
         code=code("prepare_data"),
         data=stable_setting(active_data_settings(config["data"])),
-        fold=lambda wildcards: (
-            None
-            if wildcards.split == "fixed"
-            else int(wildcards.split.removeprefix("fold"))
-        ),
+        fold=lambda wildcards: parse_split(wildcards.split)[0],
+        split_seed=lambda wildcards: parse_split(wildcards.split)[1],
     script:
         "../scripts/prepare_data.py"

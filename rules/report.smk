@@ -6,6 +6,7 @@ rule report:
         histories=list(STUDY.training_histories().values()),
         quantization=list(STUDY.quantization_records().values()),
         sensitivity=list(STUDY.sensitivity_curves().values()),
+        sensitivity_records=list(STUDY.sensitivity_records().values()),
         datasets=expand("results/data/{split}/dataset.json", split=STUDY.splits),
         tuning=[
             path
@@ -21,6 +22,11 @@ rule report:
         summary=report(
             "results/report/summary.csv",
             caption="../captions/summary.rst",
+            category="Tables",
+        ),
+        comparisons=report(
+            "results/report/comparisons.csv",
+            caption="../captions/comparisons.rst",
             category="Tables",
         ),
         latency="results/report/latency.csv",
@@ -45,6 +51,7 @@ rule report:
         histories=list(STUDY.training_histories()),
         quantization=list(STUDY.quantization_records()),
         sensitivity=list(STUDY.sensitivity_curves()),
+        sensitivity_records=list(STUDY.sensitivity_records()),
         figure_names=STUDY.figures,
         latency_runtimes=LATENCY_RUNTIMES,
         settings=stable_setting(config["report"]),

@@ -69,7 +69,7 @@ if STUDY.tuning:
 
     rule adopt_baseline:
         input:
-            choice=lambda wildcards: STUDY.choice_file(split_name(wildcards.run)),
+            choice=lambda wildcards: STUDY.choice_file(STUDY.split_of(wildcards.run)),
             candidates=lambda wildcards: [
                 path
                 for files in STUDY.candidate_files(wildcards.run).values()

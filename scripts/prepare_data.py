@@ -6,7 +6,8 @@ from prunequant.data import prepare_dataset, save_dataset
 from prunequant.jobs import job_logging
 
 with job_logging(snakemake.log[0]):
-    dataset = prepare_dataset(**snakemake.params.data, fold=snakemake.params.fold)
+    params = snakemake.params
+    dataset = prepare_dataset(**params.data, fold=params.fold, split_seed=params.split_seed)
     save_dataset(dataset, snakemake.output.dataset, snakemake.output.metadata)
     print(f"Classes: {dataset.classes}")
     print(f"Shapes: train {dataset.X_train.shape}, val {dataset.X_val.shape}, test {dataset.X_test.shape}")

@@ -64,7 +64,7 @@ def test_changes_in_metrics_verdicts_and_settings(changed, capsys):
 
 
 def test_compare_runs_table(changed):
-    accuracy, others = compare_runs(FIXTURE, changed, n_boot=300)
+    accuracy, others = compare_runs(FIXTURE, changed, confidence=0.95, n_boot=300)
     row = accuracy.set_index("variant").loc["scratch-r0.5/fp32_torch"]
     assert row["difference_pp"] == pytest.approx(20.0)
     assert row["paired_diff_pp"] == pytest.approx(20.0)
@@ -80,7 +80,7 @@ def test_other_samples_are_not_paired(changed):
         frame = pd.read_csv(changed / relative)
         frame["sample_id"] = "other-" + frame["sample_id"]
         frame.to_csv(changed / relative, index=False)
-    accuracy, _ = compare_runs(FIXTURE, changed, n_boot=300)
+    accuracy, _ = compare_runs(FIXTURE, changed, confidence=0.95, n_boot=300)
     assert accuracy.set_index("variant").at["baseline/fp32_torch", "verdict"] == ""
 
 

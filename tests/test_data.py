@@ -342,6 +342,27 @@ def test_split_is_deterministic_in_the_seed():
     assert first != other
 
 
+def test_a_split_per_run_redraws_train_and_val_and_keeps_test():
+    raw = _raw(np.repeat(["a", "b"], 30))
+    fixed = [_ids(s) for s in data.split_dataset(raw, val_fraction=0.2, test_fraction=0.2, seed=7)]
+    runs = {
+        split_seed: [
+            _ids(s)
+            for s in data.split_dataset(
+                raw, val_fraction=0.2, test_fraction=0.2, seed=7, split_seed=split_seed
+            )
+        ]
+        for split_seed in (0, 1)
+    }
+    assert runs[0][2] == runs[1][2] == fixed[2]  # the test split is the data seed's, whatever the run
+    assert runs[0][1] != runs[1][1]  # validation differs between runs
+    assert sorted(runs[0][0] + runs[0][1]) == sorted(fixed[0] + fixed[1])  # drawn from the same pool
+    again = [
+        _ids(s) for s in data.split_dataset(raw, val_fraction=0.2, test_fraction=0.2, seed=7, split_seed=1)
+    ]
+    assert again == runs[1]
+
+
 def _class_counts(split: RawSplit) -> dict[str, int]:
     return {str(k): int(v) for k, v in zip(*np.unique(split.labels, return_counts=True), strict=True)}
 

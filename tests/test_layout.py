@@ -7,7 +7,7 @@ import pytest
 import yaml
 from workflow_support import ROOT
 
-from prunequant.layout import FAMILY_STAGE, FIGURES, StudyLayout, dataset_path, stable_setting
+from prunequant.layout import FAMILY_STAGE, FIGURES, StudyLayout, stable_setting
 from prunequant.variants import parse_deployment, parse_model, split_variant
 
 STAGES = {"train_baseline", "prune", "sparsify", "from_scratch", "export_onnx", "quantize", "qat"}
@@ -66,8 +66,18 @@ def test_the_baseline_has_one_folder_per_run_and_a_pruned_model_one_per_model(st
     assert study.stage_dir("seed0", "baseline", "fp32_torch") == "results/train_baseline/seed0"
     pruned = next(model for model in study.models if parse_model(model).family == "structured")
     assert study.training_history("seed2", pruned) == f"results/prune/seed2/{pruned}/history.csv"
-    assert dataset_path("seed2") == "results/data/fixed/dataset.npz"
-    assert dataset_path("fold3-seed0") == "results/data/fold3/dataset.npz"
+    assert study.dataset_path("seed2") == "results/data/fixed/dataset.npz"
+    assert study.dataset_path("fold3-seed0") == "results/data/fold3/dataset.npz"
+
+
+def test_with_a_split_per_run_every_run_has_its_own_dataset(config):
+    per_run = copy.deepcopy(config)
+    per_run["data"]["split_per_run"] = True
+    study = StudyLayout.from_config(per_run, n_folds=None)
+    assert study.dataset_path("seed2") == "results/data/seed2/dataset.npz"
+    assert study.splits == sorted(study.runs)
+    grouped = StudyLayout.from_config(per_run, n_folds=2)
+    assert grouped.dataset_path("fold1-seed0") == "results/data/fold1-seed0/dataset.npz"
 
 
 def test_latency_times_the_first_run_and_measures_each_variant_against_a_timed_reference(study):

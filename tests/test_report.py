@@ -8,13 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from prunequant.layout import FOREST_QUESTIONS
 from prunequant.report.build import build_report, figure_text
+from prunequant.report.comparisons import (
+    SUMMARY_FIELDS,
+    Predictions,
+    StatisticsSettings,
+    compare_all,
+    planned_comparisons,
+)
 from prunequant.variants import parse_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "results_small"
 # The fixture has no tuning grid, so no tuning figure (that one is tested in test_tuning*.py).
-NOT_FIGURES = ("runs", "summary", "baseline_tuning")
+NOT_FIGURES = ("runs", "summary", "comparisons", "baseline_tuning")
 FIGURES = [path.stem for path in (ROOT / "captions").glob("*.rst") if path.stem not in NOT_FIGURES]
 SETTINGS = {
     "max_drop_pp": 2.0,
@@ -24,6 +32,9 @@ SETTINGS = {
     "objective": "weight_bytes",
     "confidence": 0.9,  # not the default: the report must print the level it was given
     "bootstrap_samples": 200,
+    "multiple_comparisons": "holm",
+    "power": 0.8,
+    "resolution_pp": 1.0,
 }
 
 
@@ -129,6 +140,7 @@ def built(tmp_path_factory):
         for name, file in (
             ("runs", "runs.csv"),
             ("summary", "summary.csv"),
+            ("comparisons", "comparisons.csv"),
             ("latency", "latency.csv"),
             ("provenance", "provenance.json"),
             ("markdown", "report.md"),
@@ -142,6 +154,7 @@ def built(tmp_path_factory):
         histories=histories,
         quantization_records={},
         sensitivity_curves={},
+        sensitivity_records={},
         dataset_metadata=[dataset],
         settings=SETTINGS,
         config=config,
@@ -156,7 +169,7 @@ def built(tmp_path_factory):
 
 def test_every_output_is_written(built):
     report, _ = built
-    for name in ("runs.csv", "summary.csv", "latency.csv", "provenance.json", "report.md"):
+    for name in ("runs.csv", "summary.csv", "comparisons.csv", "latency.csv", "provenance.json", "report.md"):
         assert (report / name).stat().st_size > 0
     for name in FIGURES:
         assert (report / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -172,6 +185,35 @@ def test_summary_has_intervals_and_verdicts(built):
     assert set(others["vs_baseline_verdict"]) <= {"better", "worse", "no detectable difference"}
     int8 = summary[summary["precision"] == "int8"]
     assert (int8["vs_parent_reference"] == int8["model"] + "/fp32_onnxruntime").all()
+
+
+def test_every_verdict_follows_its_adjusted_p(built):
+    """In comparisons.csv and in summary.csv, better / worse exactly where the adjusted p < 1 − confidence."""
+    report, _ = built
+    alpha = 1 - SETTINGS["confidence"]
+    comparisons = pd.read_csv(report / "comparisons.csv")
+    assert set(comparisons["question"]) >= {"vs_baseline", "vs_parent", "pruned_vs_scratch"}
+    decided = comparisons["p_adjusted"] < alpha
+    expected = np.where(
+        decided, np.where(comparisons["estimate_pp"] > 0, "better", "worse"), "no detectable difference"
+    )
+    assert (comparisons["verdict"] == expected).all()
+    assert (comparisons["p_adjusted"] >= comparisons["p"] - 1e-12).all()  # Holm never lowers a p
+    summary = pd.read_csv(report / "summary.csv", keep_default_na=False).set_index("variant")
+    for row in comparisons[comparisons["question"].isin(["vs_baseline", "vs_parent"])].itertuples():
+        assert summary.at[row.variant, f"{row.question}_verdict"] == row.verdict
+        assert float(summary.at[row.variant, f"{row.question}_p_adjusted"]) == pytest.approx(row.p_adjusted)
+
+
+def test_forest_plots_are_drawn_and_captioned(built):
+    report, _ = built
+    text = (report / "report.md").read_text()
+    for question in FOREST_QUESTIONS:
+        name = f"forest_{question}"
+        title, caption = figure_text(ROOT / "captions", name)
+        assert title.startswith("Forest plot") and "per-run differences" in caption
+        assert (report / "figures" / f"{name}.png").stat().st_size > 1000
+        assert f"![{title}](figures/{name}.png)" in text
 
 
 def test_the_markdown_answers_the_questions(built):
@@ -213,7 +255,7 @@ def test_the_recommendation_ignores_test_labels(built, tmp_path):
     from prunequant.stats import recommend
 
     runs = pd.read_csv(shuffled / "report" / "runs.csv", keep_default_na=False)
-    summary = aggregate(runs, shuffled, n_boot=200)
+    summary = aggregate(runs, shuffled, confidence=0.95, n_boot=200)
     chosen = recommend(summary, reference_variant="baseline/fp32_torch", max_drop_pp=SETTINGS["max_drop_pp"])
     assert chosen.variant == outcome["recommendation"]
 
@@ -271,6 +313,7 @@ def _predictions_file(path: Path, predicted: list[int], labels: list[int]) -> st
     pd.DataFrame(
         {
             "split": "test",
+            "sample_id": [f"s{index}" for index in range(len(labels))],
             "index": range(len(labels)),
             "label": labels,
             "prediction": predicted,
@@ -280,10 +323,13 @@ def _predictions_file(path: Path, predicted: list[int], labels: list[int]) -> st
     return str(path)
 
 
+def _statistics(**changes) -> StatisticsSettings:
+    return StatisticsSettings(SETTINGS | {"bootstrap_samples": 200} | changes)
+
+
 def test_a_variant_that_behaves_as_its_reference_is_called_identical_not_merely_undetected(tmp_path):
     """Same predictions everywhere: say so; same accuracy from different predictions: do not."""
     from prunequant.report.markdown import difference
-    from prunequant.report.sections import Predictions
 
     labels = [0, 1, 2, 0, 1, 2]
     predicted = {  # variant → the classes it predicts (the same in both runs)
@@ -300,20 +346,23 @@ def test_a_variant_that_behaves_as_its_reference_is_called_identical_not_merely_
         for run in ("seed0", "seed1")
         for name, classes in predicted.items()
     ]
-    predictions = Predictions(pd.DataFrame(rows), tmp_path)
-    stats = {"confidence": 0.95, "n_boot": 200}
-
-    same = predictions.compare("global", "layer", **stats)
+    planned = pd.DataFrame(
+        [("global_vs_layer", "global", "layer"), ("global_vs_layer", "other", "layer")],
+        columns=["question", "variant", "reference"],
+    )
+    comparisons = compare_all(planned, Predictions(pd.DataFrame(rows), tmp_path), _statistics())
+    same, unlike = (
+        {f"cmp_{field}": row[column] for field, column in SUMMARY_FIELDS.items()}
+        for row in comparisons.to_dict("records")
+    )
     assert same["cmp_identical"] and same["cmp_diff_pp"] == 0.0
     assert "identical predictions" in difference(same, "cmp")
-
-    unlike = predictions.compare("other", "layer", **stats)
     assert not unlike["cmp_identical"] and unlike["cmp_diff_pp"] == 0.0
     assert "no detectable difference" in difference(unlike, "cmp")
 
 
 def test_the_scope_comparison_says_when_global_ranking_was_layer_wise_ranking(tmp_path):
-    from prunequant.report.sections import Predictions, pruning_section
+    from prunequant.report.sections import pruning_section
 
     labels = [0, 1, 2, 0, 1, 2]
 
@@ -332,25 +381,24 @@ def test_the_scope_comparison_says_when_global_ranking_was_layer_wise_ranking(tm
                     "model": name,
                     "variant": variant,
                     "deployment": "fp32_torch",
+                    "precision": "fp32",
                     "family": "structured",
                     "criterion": "l1",
                     "scope": name.split("-")[1],
                     "schedule": "oneshot",
                     "rate": 0.5,
                     "parameters": 100,
+                    "nonzero_parameters": 100,
                     "accuracy": 83.3,
                     "accuracy_low": 80.0,
                     "accuracy_high": 86.0,
                 }
             )
-        predictions = Predictions(pd.DataFrame(runs), tmp_path)
-        return pruning_section(
-            pd.DataFrame(summary),
-            predictions,
-            sensitivity_rates={},
-            latency=pd.DataFrame(),
-            stats={"confidence": 0.95, "n_boot": 200},
-        )
+        summary = pd.DataFrame(summary)
+        planned = planned_comparisons(summary)
+        assert list(planned["question"]) == ["global_vs_layer"]
+        comparisons = compare_all(planned, Predictions(pd.DataFrame(runs), tmp_path), _statistics())
+        return pruning_section(summary, comparisons, sensitivity_rates={}, latency=pd.DataFrame())
 
     assert "single prunable block" in section([0, 1, 2, 0, 1, 1])
     assert "single prunable block" not in section([0, 1, 2, 0, 2, 2])

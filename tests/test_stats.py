@@ -5,9 +5,22 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from prunequant.errors import UserError
-from prunequant.stats import accuracy_interval, paired_comparison, pareto_mask, recommend
+from prunequant.stats import (
+    SINGLE_RUN,
+    accuracy_interval,
+    adjust_p_values,
+    min_detectable_difference,
+    paired_comparison,
+    pareto_mask,
+    recommend,
+    runs_to_resolve,
+    verdict,
+)
+
+STATS = {"confidence": 0.95, "n_boot": 1000}
 
 
 def _correct(n_right: int, n: int) -> np.ndarray:
@@ -20,7 +33,7 @@ def _correct(n_right: int, n: int) -> np.ndarray:
 def test_t_interval_over_seeds_matches_hand_computation():
     # per-run accuracies 90, 92, 94 %: mean 92, sd 2, sem 2/√3, t(0.975, df=2) = 4.302653
     runs = {"seed0": _correct(45, 50), "seed1": _correct(46, 50), "seed2": _correct(47, 50)}
-    interval = accuracy_interval(runs)
+    interval = accuracy_interval(runs, **STATS)
     half_width = 4.302653 * 2 / math.sqrt(3)
     assert interval.estimate == pytest.approx(92.0)
     assert interval.low == pytest.approx(92.0 - half_width, abs=1e-4)
@@ -29,7 +42,7 @@ def test_t_interval_over_seeds_matches_hand_computation():
 
 
 def test_t_interval_is_clipped_to_the_range_of_an_accuracy():
-    interval = accuracy_interval({"a": _correct(10, 10), "b": _correct(8, 10)})
+    interval = accuracy_interval({"a": _correct(10, 10), "b": _correct(8, 10)}, **STATS)
     assert interval.estimate == pytest.approx(90.0)
     assert interval.high == 100.0
     # accuracies 100 and 80: sem 10, t(0.975, df=1) = 12.706, so 90 ± 127 before clipping
@@ -38,46 +51,139 @@ def test_t_interval_is_clipped_to_the_range_of_an_accuracy():
 
 def test_bootstrap_over_samples_for_one_run():
     correct = _correct(360, 400)  # 90 %: normal approximation 90 ± 1.96·1.5
-    interval = accuracy_interval({"seed0": correct}, n_boot=4000, seed=3)
+    interval = accuracy_interval({"seed0": correct}, confidence=0.95, n_boot=4000, seed=3)
     assert interval.method == "bootstrap over 400 test samples"
     assert interval.estimate == pytest.approx(90.0)
     assert interval.low == pytest.approx(90.0 - 1.96 * 1.5, abs=0.5)
     assert interval.high == pytest.approx(90.0 + 1.96 * 1.5, abs=0.5)
     # the bounds are accuracies a resample can reach: multiples of 1/400
     assert interval.low * 4 == pytest.approx(round(interval.low * 4))
-    assert accuracy_interval({"seed0": correct}, n_boot=4000, seed=3) == interval
+    assert accuracy_interval({"seed0": correct}, confidence=0.95, n_boot=4000, seed=3) == interval
 
 
 def test_bootstrap_of_a_perfect_run_has_no_width():
-    interval = accuracy_interval({"seed0": np.ones(20, dtype=bool)})
+    interval = accuracy_interval({"seed0": np.ones(20, dtype=bool)}, **STATS)
     assert (interval.estimate, interval.low, interval.high) == (100.0, 100.0, 100.0)
 
 
 @pytest.mark.parametrize("bad", [{}, {"a": np.array([], dtype=bool)}, {"a": np.array([0, 2, 1])}])
 def test_accuracy_interval_rejects_bad_input(bad):
     with pytest.raises(ValueError):
-        accuracy_interval(bad)
+        accuracy_interval(bad, **STATS)
 
 
 # --- paired_comparison ---------------------------------------------------------------------------
 
 
+def _paired(variant, reference, **options):
+    return paired_comparison(variant, reference, **STATS, **options)
+
+
+def _flip(correct: np.ndarray, n: int, to: bool, rng: np.random.Generator) -> np.ndarray:
+    """A copy with ``n`` samples whose correctness was ``not to`` set to ``to``."""
+    flipped = correct.copy()
+    candidates = np.flatnonzero(correct != to)
+    flipped[rng.choice(candidates, n, replace=False)] = to
+    return flipped
+
+
 def test_identical_predictions_show_no_difference():
     rng = np.random.default_rng(0)
     runs = {"seed0": rng.random(200) < 0.8, "seed1": rng.random(200) < 0.7}
-    result = paired_comparison(runs, runs)
-    # a broken pairing (independent resampling of the two sides) would give a non-zero width here
+    result = _paired(runs, runs)
     assert (result.difference_pp, result.low, result.high) == (0.0, 0.0, 0.0)
     assert result.verdict == "no detectable difference"
     assert result.p_value == 1.0
     assert result.discordant == (0, 0)
-    assert (result.n_runs, result.n_samples) == (2, 400)
+    assert (result.n_runs, result.n_units, result.n_samples) == (2, 2, 400)
+
+
+def test_differences_that_change_sign_across_runs_are_no_verdict_however_many_samples():
+    # Each run has 5,000 test samples, so a bootstrap over samples would call every run's
+    # difference (±2 pp) with a tight interval; across runs the sign flips, so the method is undecided.
+    rng = np.random.default_rng(1)
+    reference = {f"seed{i}": rng.random(5000) < 0.8 for i in range(5)}
+    signs = [+1, -1, +1, -1, +1]
+    variant = {
+        run: _flip(correct, 100, sign > 0, rng)
+        for (run, correct), sign in zip(reference.items(), signs, strict=True)
+    }
+    result = _paired(variant, reference)
+    assert [round(d, 6) for d in result.run_differences] == [2.0, -2.0, 2.0, -2.0, 2.0]
+    assert result.low < 0 < result.high
+    assert result.verdict == "no detectable difference"
+    # the per-run spread dominates: the interval is at least the plain t over runs
+    half_width = 2.776445 * np.std(result.run_differences, ddof=1) / np.sqrt(5)
+    assert result.high - result.difference_pp >= half_width - 1e-9
+
+
+def test_consistent_per_run_differences_give_the_verdict():
+    rng = np.random.default_rng(2)
+    reference = {f"seed{i}": rng.random(1000) < 0.7 for i in range(5)}
+    variant = {
+        run: _flip(correct, 30 + 2 * i, False, rng) for i, (run, correct) in enumerate(reference.items())
+    }
+    result = _paired(variant, reference)
+    assert all(d < 0 for d in result.run_differences)
+    assert result.high < 0 and result.p_value < 0.05
+    assert result.verdict == "worse"
+    assert result.method.startswith("t over 5 runs") and result.df == 4
+
+
+def test_crossed_variance_by_hand():
+    # 3 runs × 4 shared samples of per-sample differences (pp): the two-way ANOVA by hand.
+    reference = {f"r{i}": np.zeros(4, dtype=bool) for i in range(3)}
+    variant = {
+        "r0": np.array([1, 1, 0, 0], dtype=bool),
+        "r1": np.array([1, 0, 0, 0], dtype=bool),
+        "r2": np.array([1, 1, 1, 0], dtype=bool),
+    }
+    d = np.array([[100, 100, 0, 0], [100, 0, 0, 0], [100, 100, 100, 0]], dtype=float)
+    grand, rows, cols = d.mean(), d.mean(axis=1), d.mean(axis=0)
+    ms_runs = 4 * np.sum((rows - grand) ** 2) / 2
+    ms_samples = 3 * np.sum((cols - grand) ** 2) / 3
+    ms_residual = np.sum((d - rows[:, None] - cols[None, :] + grand) ** 2) / 6
+    variance = max(ms_runs + ms_samples - ms_residual, ms_runs) / 12
+    result = _paired(variant, reference)
+    assert result.difference_pp == pytest.approx(grand)
+    assert result.standard_error == pytest.approx(np.sqrt(variance))
+    assert result.high - result.difference_pp == pytest.approx(4.302653 * np.sqrt(variance), rel=1e-6)
+
+
+def test_folds_are_the_units_and_their_seeds_are_averaged_first():
+    reference = {run: np.zeros(10, dtype=bool) for run in ("f0s0", "f0s1", "f1s0", "f1s1", "f2s0")}
+    variant = {
+        "f0s0": _correct(2, 10),  # +20
+        "f0s1": _correct(4, 10),  # +40 → fold 0: +30
+        "f1s0": _correct(1, 10),  # +10
+        "f1s1": _correct(3, 10),  # +30 → fold 1: +20
+        "f2s0": _correct(1, 10),  # fold 2: +10
+    }
+    test_sets = {"f0s0": "fold0", "f0s1": "fold0", "f1s0": "fold1", "f1s1": "fold1", "f2s0": "fold2"}
+    result = _paired(variant, reference, test_sets=test_sets)
+    assert (result.n_runs, result.n_units, result.df) == (5, 3, 2)
+    assert result.difference_pp == pytest.approx(20.0)  # mean of fold means 30, 20, 10
+    assert result.standard_error == pytest.approx(10.0 / np.sqrt(3))
+    assert "3 test sets" in result.method
+
+
+def test_one_run_gives_no_method_verdict_and_says_so():
+    reference = np.ones(100, dtype=bool)
+    variant = _correct(70, 100)
+    result = _paired({"s": variant}, {"s": reference})
+    assert result.difference_pp == pytest.approx(-30.0)
+    assert result.high < 0  # the sample-level interval excludes zero …
+    assert result.verdict == SINGLE_RUN  # … and still no verdict about the method
+    assert not result.is_method_comparison
+    assert "test sampling only" in result.method
+    assert result.p_value == pytest.approx(2 * 0.5**30)  # exact McNemar, as a sample-level p
+    assert np.isnan(min_detectable_difference(result, confidence=0.95, power=0.8))
 
 
 def test_discordant_pairs_and_exact_mcnemar_p_by_hand():
     reference = np.array([1, 1, 1, 1, 1, 0, 0, 0, 1, 0], dtype=bool)
     variant = np.array([1, 1, 1, 1, 0, 1, 1, 1, 1, 0], dtype=bool)
-    result = paired_comparison({"seed0": variant}, {"seed0": reference})
+    result = _paired({"seed0": variant}, {"seed0": reference})
     # 3 samples only the variant got right, 1 only the reference: (3 - 1) / 10 = +20 pp;
     # two-sided binomial p for 3 of 4 at 1/2: 2 · (4 + 1) / 16 = 0.625
     assert result.difference_pp == pytest.approx(20.0)
@@ -86,41 +192,79 @@ def test_discordant_pairs_and_exact_mcnemar_p_by_hand():
     assert result.low <= result.difference_pp <= result.high
 
 
-def test_pooled_over_runs_and_only_common_runs():
+def test_only_common_runs_are_compared():
     reference = {"seed0": np.zeros(10, dtype=bool), "seed1": np.array([1, 0] + [1] * 8, dtype=bool)}
     variant = {
         "seed0": _correct(2, 10),  # +20 pp, discordant (2, 0)
         "seed1": np.array([0, 1] + [1] * 8, dtype=bool),  # 0 pp, discordant (1, 1)
         "seed9": np.ones(10, dtype=bool),  # no reference for this run: ignored
     }
-    result = paired_comparison(variant, reference)
+    result = _paired(variant, reference)
     assert result.n_runs == 2
+    assert result.run_differences == (20.0, 0.0)
     assert result.difference_pp == pytest.approx(10.0)
     assert result.discordant == (3, 1)
-    assert result.p_value == pytest.approx(0.625)
-
-
-def test_clearly_worse_variant_gets_worse_verdict():
-    reference = np.ones(100, dtype=bool)
-    variant = _correct(70, 100)
-    result = paired_comparison({"s": variant}, {"s": reference})
-    assert result.difference_pp == pytest.approx(-30.0)
-    assert result.high < 0
-    assert result.verdict == "worse"
-    assert result.p_value == pytest.approx(2 * 0.5**30)
-
-
-def test_constant_difference_gives_degenerate_interval_and_better_verdict():
-    result = paired_comparison({"s": np.ones(5, dtype=bool)}, {"s": np.zeros(5, dtype=bool)})
-    assert (result.difference_pp, result.low, result.high) == (100.0, 100.0, 100.0)
-    assert result.verdict == "better"
 
 
 def test_paired_comparison_rejects_mismatched_runs():
     with pytest.raises(ValueError, match="no run in common"):
-        paired_comparison({"a": np.ones(3, dtype=bool)}, {"b": np.ones(3, dtype=bool)})
+        _paired({"a": np.ones(3, dtype=bool)}, {"b": np.ones(3, dtype=bool)})
     with pytest.raises(ValueError, match="samples"):
-        paired_comparison({"a": np.ones(3, dtype=bool)}, {"a": np.ones(4, dtype=bool)})
+        _paired({"a": np.ones(3, dtype=bool)}, {"a": np.ones(4, dtype=bool)})
+
+
+# --- multiplicity and power ----------------------------------------------------------------------
+
+
+def test_holm_adjustment_against_a_hand_computed_example():
+    # sorted p 0.01, 0.02, 0.03, 0.04 (m = 4): 4·0.01 = 0.04, 3·0.02 = 0.06, 2·0.03 = 0.06
+    # (kept monotone), 1·0.04 = 0.04 → 0.06; returned in the input order, NaN left out.
+    adjusted = adjust_p_values([0.03, np.nan, 0.01, 0.04, 0.02], "holm")
+    assert adjusted[[0, 2, 3, 4]] == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert np.isnan(adjusted[1])
+    # Benjamini–Hochberg: p·m/rank, then the running minimum from the top: all 0.04
+    assert adjust_p_values([0.01, 0.02, 0.03, 0.04], "benjamini_hochberg") == pytest.approx([0.04] * 4)
+    assert adjust_p_values([0.01, 0.2], "none") == pytest.approx([0.01, 0.2])
+    with pytest.raises(ValueError, match="adjustment"):
+        adjust_p_values([0.1], "bonferroni-ish")
+
+
+def test_verdict_follows_the_adjusted_p_and_the_sign():
+    assert verdict(-1.2, 0.01, alpha=0.05) == "worse"
+    assert verdict(+1.2, 0.049, alpha=0.05) == "better"
+    assert verdict(+1.2, 0.05, alpha=0.05) == "no detectable difference"
+    assert verdict(+1.2, float("nan"), alpha=0.05) == "no detectable difference"
+
+
+def test_min_detectable_difference_has_the_power_it_claims():
+    rng = np.random.default_rng(4)
+    reference = {f"seed{i}": rng.random(400) < 0.8 for i in range(5)}
+    variant = {run: _flip(c, 5 + 3 * i, i % 2 == 0, rng) for i, (run, c) in enumerate(reference.items())}
+    result = _paired(variant, reference)
+    detectable = min_detectable_difference(result, confidence=0.95, power=0.8)
+    # by hand: the two-sided t-test on 4 df rejects when |T| > t(0.975, 4); with a true difference
+    # of `detectable`, T is noncentral t with noncentrality detectable / SE: its power must be 0.8.
+    critical = scipy_stats.t.ppf(0.975, 4)
+    noncentrality = detectable / result.standard_error
+    power = scipy_stats.nct.sf(critical, 4, noncentrality) + scipy_stats.nct.cdf(-critical, 4, noncentrality)
+    assert power == pytest.approx(0.8, abs=1e-4)
+    # and it lies near the textbook approximation (t(0.975) + t(0.8)) · SE
+    approximation = (critical + scipy_stats.t.ppf(0.8, 4)) * result.standard_error
+    assert detectable == pytest.approx(approximation, rel=0.1)
+
+
+def test_runs_to_resolve_is_the_first_run_count_with_enough_power():
+    runs = runs_to_resolve(2.0, 1.0, confidence=0.95, power=0.8)
+
+    def achieved(n):
+        critical = scipy_stats.t.ppf(0.975, n - 1)
+        noncentrality = 1.0 / (2.0 / np.sqrt(n))
+        return scipy_stats.nct.sf(critical, n - 1, noncentrality) + scipy_stats.nct.cdf(
+            -critical, n - 1, noncentrality
+        )
+
+    assert achieved(runs) >= 0.8 > achieved(runs - 1)
+    assert runs_to_resolve(0.0, 1.0, confidence=0.95, power=0.8) == 2
 
 
 # --- pareto_mask ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from prunequant.variants import (
     parse_deployment,
     parse_model,
     parse_run,
+    parse_split,
     quantized_models,
     split_name,
     structured_name,
@@ -82,6 +83,10 @@ def test_runs_and_splits():
     assert configured_runs([3], 2) == ["fold0-seed3", "fold1-seed3"]
     assert parse_run("fold1-seed3") == (1, 3) and parse_run("seed7") == (None, 7)
     assert split_name("seed7") == "fixed" and split_name("fold1-seed3") == "fold1"
+    assert split_name("seed7", per_run=True) == "seed7"
+    assert split_name("fold1-seed3", per_run=True) == "fold1-seed3"
+    assert parse_split("fixed") == (None, None) and parse_split("fold2") == (2, None)
+    assert parse_split("seed3") == (None, 3) and parse_split("fold2-seed3") == (2, 3)
     with pytest.raises(ValueError):
         parse_run("seedX")
 

@@ -55,7 +55,16 @@ def test_every_stage_writes_its_outputs(finished_run):
     for figure in report.glob("figures/*.png"):
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"figures/{figure.name}" in markdown
-    assert len(list(report.glob("figures/*.png"))) == 13
+    assert len(list(report.glob("figures/*.png"))) == 20
+    comparisons = list(csv.DictReader((report / "comparisons.csv").open()))
+    assert {row["question"] for row in comparisons} >= {
+        "vs_baseline",
+        "criterion_vs_random",
+        "pruned_vs_scratch",
+    }
+    assert all(
+        row["n_units"] == "2" and len(row["run_differences_pp"].split(";")) == 2 for row in comparisons
+    )
     for heading in (
         "## Recommendation",
         "## Every variant",
@@ -202,3 +211,18 @@ def test_leave_one_group_out_plans_one_run_per_held_out_speaker_and_seed(finishe
     planned = _planned_with(workdir, config, lambda c: c["data"].update(folds="leave_one_group_out"))
     assert planned["prepare_data"] == 3  # three synthesized speakers, each held out once
     assert planned["train_baseline"] == 3 * 2  # every fold with both seeds
+
+
+def test_a_statistics_setting_reruns_only_the_report(finished_run):
+    workdir, config = finished_run
+    planned = _planned_with(
+        workdir, config, lambda c: c["report"].update(multiple_comparisons="benjamini_hochberg", power=0.9)
+    )
+    assert planned == {"report": 1}
+
+
+def test_a_split_per_run_plans_one_dataset_per_run_and_retrains_on_it(finished_run):
+    workdir, config = finished_run
+    planned = _planned_with(workdir, config, lambda c: c["data"].update(split_per_run=True))
+    assert planned["prepare_data"] == 2  # one split per seed
+    assert planned["train_baseline"] == 2

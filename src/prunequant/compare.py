@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--n-boot", type=int, default=2000, help="bootstrap resamples for the paired interval"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--confidence", type=float, default=0.95, help="level of the paired interval")
     args = parser.parse_args(argv)
     try:
         for folder in (args.a, args.b):
@@ -64,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UserError(
                     f"{folder} is not a results folder (no {RUNS_FILE}); pass the folder the workflow wrote"
                 )
-        accuracy, others = compare_runs(args.a, args.b, n_boot=args.n_boot, seed=args.seed)
+        accuracy, others = compare_runs(
+            args.a, args.b, confidence=args.confidence, n_boot=args.n_boot, seed=args.seed
+        )
         settings = setting_differences(_read_provenance(args.a), _read_provenance(args.b))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -73,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def compare_runs(a: Path, b: Path, *, n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def compare_runs(
+    a: Path, b: Path, *, confidence: float, n_boot: int, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-variant accuracy table and the long table of other metrics that changed, B against A.
 
     Accuracy columns: ``variant``, ``accuracy_a``, ``accuracy_b``, ``difference_pp`` (B − A),
@@ -91,7 +96,7 @@ def compare_runs(a: Path, b: Path, *, n_boot: int = 2000, seed: int = 0) -> tupl
             "accuracy_b": means_b["accuracy"].get(variant, np.nan),
         }
         row["difference_pp"] = row["accuracy_b"] - row["accuracy_a"]
-        row |= _paired(variant, runs_a, a, runs_b, b, n_boot=n_boot, seed=seed)
+        row |= _paired(variant, runs_a, a, runs_b, b, confidence=confidence, n_boot=n_boot, seed=seed)
         rows.append(row)
     accuracy = pd.DataFrame(rows)
     changes = []
@@ -137,11 +142,11 @@ def _variant_means(runs: pd.DataFrame, folder: Path) -> pd.DataFrame:
 
 
 def _paired(
-    variant: str, runs_a: pd.DataFrame, a: Path, runs_b: pd.DataFrame, b: Path, **options: int
+    variant: str, runs_a: pd.DataFrame, a: Path, runs_b: pd.DataFrame, b: Path, **options: float
 ) -> dict:
     empty = {"paired_diff_pp": np.nan, "paired_low": np.nan, "paired_high": np.nan, "paired_p": np.nan}
     empty |= {"verdict": "", "paired_runs": 0}
-    correct_a, correct_b = {}, {}
+    correct_a, correct_b, test_sets = {}, {}, {}
     rows_a = runs_a[runs_a["variant"] == variant].set_index("run")
     rows_b = runs_b[runs_b["variant"] == variant].set_index("run")
     for run in rows_a.index.intersection(rows_b.index):
@@ -152,9 +157,10 @@ def _paired(
         if pair[0] is None or pair[1] is None or pair[0][0] != pair[1][0]:
             continue  # missing file or other samples: no pairing for this run
         correct_a[run], correct_b[run] = pair[0][1], pair[1][1]
+        test_sets[run] = pair[0][0]
     if not correct_a:
         return empty
-    result = paired_comparison(correct_b, correct_a, **options)
+    result = paired_comparison(correct_b, correct_a, test_sets=test_sets, **options)
     return {
         "paired_diff_pp": result.difference_pp,
         "paired_low": result.low,

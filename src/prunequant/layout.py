@@ -31,9 +31,9 @@ __all__ = [
     "CANDIDATE_OUTPUTS",
     "FAMILY_STAGE",
     "FIGURES",
+    "FOREST_QUESTIONS",
     "LATENCY_RUNTIMES",
     "StudyLayout",
-    "dataset_path",
     "stable_setting",
 ]
 
@@ -75,6 +75,18 @@ FIGURES = [
     "training_curves",
     "confusion",
 ]
+# The study questions that get a forest plot each (figure ``forest_<question>``); a recommendation
+# is a single comparison, shown in the report's text instead.
+FOREST_QUESTIONS = (
+    "vs_baseline",
+    "vs_parent",
+    "criterion_vs_random",
+    "global_vs_layer",
+    "iterative_vs_oneshot",
+    "sparse_vs_structured",
+    "pruned_vs_scratch",
+)
+FIGURES += [f"forest_{question}" for question in FOREST_QUESTIONS]
 TUNING_FIGURE = "baseline_tuning"
 
 
@@ -91,11 +103,6 @@ def stable_setting(value):
     return value
 
 
-def dataset_path(run: str) -> str:
-    """The prepared dataset a run trains and scores on (its fold's split, or the fixed one)."""
-    return f"results/data/{split_name(run)}/dataset.npz"
-
-
 @dataclass(frozen=True, eq=False)
 class StudyLayout:
     """The files of one study: its runs, models, quantized models, recipes and tuning grid."""
@@ -106,6 +113,7 @@ class StudyLayout:
     recipes: dict[str, dict]  # recipe name → its settings without the name, in config order
     tuning: list[str]  # baseline-tuning grid points; empty: the baseline trains as configured
     sensitivity: bool  # whether per-block sensitivity curves are computed
+    split_per_run: bool = False  # each run draws its own train/val split (data.split_per_run)
 
     @classmethod
     def from_config(cls, config: Mapping, n_folds: int | None) -> StudyLayout:
@@ -122,6 +130,7 @@ class StudyLayout:
             },
             tuning=tuning_grid(config["tune"], config["train"]),
             sensitivity=bool(sensitivity["max_drop_pp"] or sensitivity["rates"]),
+            split_per_run=bool(config["data"]["split_per_run"]),
         )
 
     # ------------------------------------------------------------------ the variant space
@@ -132,7 +141,15 @@ class StudyLayout:
 
     @property
     def splits(self) -> list[str]:
-        return sorted({split_name(run) for run in self.runs})
+        return sorted({self.split_of(run) for run in self.runs})
+
+    def split_of(self, run: str) -> str:
+        """The data split a run trains and scores on: the fixed one, its fold's, or its own."""
+        return split_name(run, per_run=self.split_per_run)
+
+    def dataset_path(self, run: str) -> str:
+        """The prepared dataset a run trains and scores on."""
+        return f"results/data/{self.split_of(run)}/dataset.npz"
 
     @property
     def recipe_names(self) -> list[str]:
@@ -250,6 +267,14 @@ class StudyLayout:
             return {}
         return {run: self.sensitivity_curve(run) for run in self.runs}
 
+    def sensitivity_records(self) -> dict[str, str]:
+        """Model → the first run's pruning record of each sensitivity-derived model (its rates per block)."""
+        return {
+            model: f"{self.model_dir(self.first_run, model)}/pruning.json"
+            for model in self.models
+            if parse_model(model).family == "sensitivity"
+        }
+
     @property
     def figures(self) -> list[str]:
         return FIGURES + ([TUNING_FIGURE] if self.tuning else [])
@@ -285,7 +310,7 @@ class StudyLayout:
                         candidate: {
                             run: self.candidate_files(run)[candidate][key]
                             for run in self.runs
-                            if split_name(run) == split
+                            if self.split_of(run) == split
                         }
                         for candidate in self.tuning
                     }

@@ -32,6 +32,7 @@ __all__ = [
     "run_name",
     "parse_run",
     "configured_runs",
+    "parse_split",
     "split_name",
     "deployments",
     "parse_deployment",
@@ -193,10 +194,26 @@ def configured_runs(seeds: list[int], n_folds: int | None) -> list[str]:
     return [run_name(seed, fold) for fold in range(n_folds) for seed in seeds]
 
 
-def split_name(run: str) -> str:
-    """The data split a run trains on: one fixed split, or its fold."""
+def split_name(run: str, per_run: bool = False) -> str:
+    """The data split a run trains on: one fixed split, or its fold; with ``per_run``
+    (``data.split_per_run``) its own split, named as the run (train/val drawn from its seed)."""
+    if per_run:
+        parse_run(run)
+        return run
     fold, _ = parse_run(run)
     return "fixed" if fold is None else f"fold{fold}"
+
+
+def parse_split(name: str) -> tuple[int | None, int | None]:
+    """(held-out fold or None, seed of the train/val draw or None) of a split name.
+
+    "fixed" → (None, None); "fold2" → (2, None); "seed3" → (None, 3); "fold2-seed3" → (2, 3).
+    """
+    if name == "fixed":
+        return None, None
+    if match := re.fullmatch(r"fold(\d+)", name):
+        return int(match[1]), None
+    return parse_run(name)
 
 
 def deployments(model: str, quantized: list[str], recipes: list[str]) -> list[str]:

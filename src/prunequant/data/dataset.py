@@ -206,15 +206,17 @@ def prepare_dataset(
     test_groups: list[str] | None = None,
     val_groups: list[str] | None = None,
     fold: int | None = None,
+    split_seed: int | None = None,
 ) -> PreparedDataset:
     """Load ``source``, split it, bring every series to ``length`` steps, standardise on train.
 
     Only the argument that ``source`` names is read: ``bundled_name``, ``npz_path``,
     ``ts_train`` (+ optional ``ts_test``) or ``audio``. For audio with ``length_method="pad_crop"``
     the waveform itself is padded with silence or cropped, so the MFCCs have exactly ``length`` frames.
-    ``test_groups`` / ``val_groups`` / ``fold`` choose groups by name (see :func:`split_dataset`).
-    Every split must hold every class at least ``min_class_samples`` times; otherwise, and for any
-    unreadable or malformed input, a one-line :class:`~prunequant.errors.UserError` is raised.
+    ``test_groups`` / ``val_groups`` / ``fold`` choose groups by name, and ``split_seed`` redraws
+    train/val with the test split kept (see :func:`split_dataset`). Every split must hold every
+    class at least ``min_class_samples`` times; otherwise, and for any unreadable or malformed
+    input, a one-line :class:`~prunequant.errors.UserError` is raised.
     """
     _check_length_args(length, length_method)
     _check_fraction("val_fraction", val_fraction)
@@ -237,6 +239,7 @@ def prepare_dataset(
         test_groups=test_groups,
         val_groups=val_groups,
         fold=fold,
+        split_seed=split_seed,
     )
     classes = class_names(*(s.labels for s in splits))
     if len(classes) < 2:
@@ -259,6 +262,8 @@ def prepare_dataset(
         "fold": fold,
         "seed": seed,
     }
+    if split_seed is not None:  # absent otherwise, so a fixed split's record reads as before
+        provenance["split_seed"] = split_seed
     return PreparedDataset(
         X_train,
         y_train,

@@ -131,6 +131,7 @@ def split_dataset(
     test_groups: Sequence[str] | None = None,
     val_groups: Sequence[str] | None = None,
     fold: int | None = None,
+    split_seed: int | None = None,
 ) -> tuple[RawSplit, RawSplit, RawSplit]:
     """Return (train, val, test): keep the splits the source predefines, carve the missing ones.
 
@@ -138,7 +139,9 @@ def split_dataset(
     of the rest. Carving is stratified by class, or by group key when the source has groups, so no
     group appears in two splits. ``test_groups`` / ``val_groups`` put exactly the named groups in
     test / val instead; ``fold=k`` puts the k-th group (0-based, sorted by name) in test, and val
-    groups are then drawn from the rest. All randomness comes from ``seed``.
+    groups are then drawn from the rest. All randomness comes from ``seed``; with ``split_seed``
+    (one split per run), validation is drawn from ``(seed, split_seed)`` instead, so the test split
+    stays the same for every run while train and validation differ.
     """
     rng = np.random.default_rng(seed)
     test_groups = _check_group_choice(raw, test_groups, val_groups, fold)
@@ -154,5 +157,6 @@ def split_dataset(
         train, val = _split_named_groups(train, val_groups, "data.val_groups")
     elif val is None:
         _check_fraction("val_fraction", val_fraction)
-        train, val = _split_off(train, val_fraction, rng, "val")
+        val_rng = rng if split_seed is None else np.random.default_rng((seed, split_seed))
+        train, val = _split_off(train, val_fraction, val_rng, "val")
     return train, val, test

@@ -1,4 +1,4 @@
-"""One row per variant over all runs: means, 95% intervals and paired verdicts against references.
+"""One row per variant over all runs: mean accuracies with their intervals, costs and latencies.
 
 Inputs are the files the workflow writes under a results folder:
 
@@ -7,31 +7,24 @@ Inputs are the files the workflow writes under a results folder:
   to the results folder;
 - ``report/latency.csv`` (optional): median latency per (variant, batch size).
 
-Accuracy estimates and intervals come from the predictions, so the interval, the paired verdict and
-the estimate always describe the same samples. Each variant is compared with two references on the
-same samples and runs (see :func:`prunequant.stats.paired_comparison`):
-
-- ``vs_baseline_*``: the unpruned baseline in the same deployment (same precision, runtime and, for
-  int8, recipe): what the compression of the model cost;
-- ``vs_parent_*``: for int8 variants, the same model in fp32 ONNX Runtime: what quantization cost.
+Accuracy estimates and intervals come from the predictions, so the interval and the estimate always
+describe the same samples. Paired comparisons with references (``vs_baseline_*``, ``vs_parent_*``)
+are added by :mod:`prunequant.report.comparisons`, which makes every comparison of the report.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from prunequant.errors import UserError
-from prunequant.stats import accuracy_interval, paired_comparison
+from prunequant.stats import accuracy_interval
 
 __all__ = [
     "AGGREGATE_COLUMNS",
-    "BASELINE_MODEL",
-    "PARENT_DEPLOYMENT",
     "RUNS_COLUMNS",
     "aggregate",
     "latency_columns",
@@ -39,12 +32,11 @@ __all__ = [
     "load_runs",
     "read_predictions",
     "val_test_divergence",
+    "with_method_columns",
 ]
 
 PathLike = str | os.PathLike
 
-BASELINE_MODEL = "baseline"
-PARENT_DEPLOYMENT = "fp32_onnxruntime"  # an int8 model's fp32 parent runs in the same runtime
 RUNS_FILE = Path("report", "runs.csv")
 LATENCY_FILE = Path("report", "latency.csv")
 
@@ -114,7 +106,6 @@ _MEAN_COLUMNS = (
     "mean_abs_logit_error",
 )
 _LATENCY_BATCHES = (1, 64)  # always present as columns (NaN when not measured): recommend reads them
-_PAIRED_FIELDS = ("reference", "diff_pp", "low", "high", "p", "verdict")
 
 AGGREGATE_COLUMNS = (
     *_DESCRIPTIVE_COLUMNS,
@@ -131,8 +122,6 @@ AGGREGATE_COLUMNS = (
     "val_interval_method",
     *_MEAN_COLUMNS,
     "max_abs_logit_error",
-    *(f"vs_baseline_{field}" for field in _PAIRED_FIELDS),
-    *(f"vs_parent_{field}" for field in _PAIRED_FIELDS),
 )
 
 
@@ -200,13 +189,12 @@ def read_predictions(path: PathLike) -> pd.DataFrame:
 
 
 def aggregate(
-    runs: pd.DataFrame, results_dir: PathLike, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+    runs: pd.DataFrame, results_dir: PathLike, *, confidence: float, n_boot: int, seed: int = 0
 ) -> pd.DataFrame:
     """One row per variant (:data:`AGGREGATE_COLUMNS`, then the latency columns of :func:`load_latency`).
 
     ``accuracy`` and ``val_accuracy`` are means over runs with ``confidence`` intervals (t over seeds
     when there are several runs, else a bootstrap over samples; ``interval_method`` says which).
-    Verdict columns are empty where a reference is missing or for the reference itself.
     """
     results_dir = Path(results_dir)
     correct = _correct_by_variant(runs, results_dir)
@@ -235,11 +223,6 @@ def aggregate(
         }
         row |= {column: pd.to_numeric(group[column], errors="coerce").mean() for column in _MEAN_COLUMNS}
         row["max_abs_logit_error"] = pd.to_numeric(group["max_abs_logit_error"], errors="coerce").max()
-        references = {"vs_baseline": _baseline_reference(first), "vs_parent": _parent_reference(first)}
-        for prefix, reference in references.items():
-            row |= _paired_columns(
-                prefix, variant, reference, correct, test, confidence=confidence, n_boot=n_boot, seed=seed
-            )
         rows.append(row)
     table = pd.DataFrame(rows, columns=list(AGGREGATE_COLUMNS))
     table = table.merge(load_latency(results_dir), on="variant", how="left")
@@ -315,34 +298,18 @@ def _correct_by_variant(
     return correct
 
 
-def _baseline_reference(row: pd.Series) -> str | None:
-    return None if row["model"] == BASELINE_MODEL else f"{BASELINE_MODEL}/{row['deployment']}"
+_METHOD_COLUMNS = ("criterion", "scope", "schedule", "steps", "spacing", "max_drop_pp")
 
 
-def _parent_reference(row: pd.Series) -> str | None:
-    return f"{row['model']}/{PARENT_DEPLOYMENT}" if row["precision"] == "int8" else None
-
-
-def _paired_columns(
-    prefix: str,
-    variant: str,
-    reference: str | None,
-    correct: Mapping[tuple[str, str], Mapping[str, np.ndarray]],
-    test: Mapping[str, np.ndarray],
-    **options: float,
-) -> dict[str, object]:
-    columns: dict[str, object] = {f"{prefix}_{field}": np.nan for field in _PAIRED_FIELDS}
-    columns[f"{prefix}_verdict"] = ""
-    columns[f"{prefix}_reference"] = reference or ""
-    reference_test = {run: splits["test"] for (name, run), splits in correct.items() if name == reference}
-    if reference is None or not set(reference_test) & set(test):
-        return columns
-    result = paired_comparison(test, reference_test, **options)
-    columns |= {
-        f"{prefix}_diff_pp": result.difference_pp,
-        f"{prefix}_low": result.low,
-        f"{prefix}_high": result.high,
-        f"{prefix}_p": result.p_value,
-        f"{prefix}_verdict": result.verdict,
-    }
-    return columns
+def with_method_columns(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with each variant's method settings (criterion, scope, schedule, …) and its
+    storage sizes (mean over runs) from ``runs``: what the study sections pair variants by."""
+    first = runs.drop_duplicates("variant").set_index("variant")
+    for column in _METHOD_COLUMNS:
+        summary[column] = summary["variant"].map(first[column]) if column in first else ""
+    for column in ("criterion", "scope", "schedule", "spacing"):
+        summary[column] = summary[column].fillna("")
+    storage = [column for column in first.columns if column.startswith("storage_")]
+    for column in storage:
+        summary[column] = summary["variant"].map(runs.groupby("variant")[column].mean())
+    return summary

@@ -8,7 +8,6 @@ intervals and verdicts), ``latency.csv``, ``provenance.json``, the figures and `
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,12 +15,21 @@ from pathlib import Path
 import pandas as pd
 
 from prunequant.jobs import read_json, write_json
-from prunequant.report.aggregate import aggregate, val_test_divergence
+from prunequant.report.aggregate import aggregate, val_test_divergence, with_method_columns
 from prunequant.report.collect import build_latency, build_runs, provenance, read_histories
+from prunequant.report.comparisons import (
+    SUMMARY_FIELDS,
+    Predictions,
+    StatisticsSettings,
+    compare_all,
+    planned_comparisons,
+    resolution_summary,
+    summary_verdicts,
+)
+from prunequant.report.forest import FOREST_QUESTIONS, plot_forest
 from prunequant.report.markdown import render_report
 from prunequant.report.pareto import plot_pareto
 from prunequant.report.sections import (
-    Predictions,
     claims_section,
     per_class_section,
     pruning_section,
@@ -40,7 +48,7 @@ from prunequant.report.study_figures import (
     plot_training_curves,
     plot_tuning,
 )
-from prunequant.stats import recommend
+from prunequant.stats import ADJUSTMENT_NAMES, recommend
 from prunequant.tuning import tuning_table
 from prunequant.variants import parse_model
 
@@ -54,7 +62,6 @@ _PARETO = {
     "pareto_latency_b1": ("latency_batch1_ms", "latency at batch 1 (ms)"),
     "pareto_latency_b64": ("latency_batch64_ms", "latency at batch 64 (ms)"),
 }
-_METHOD_COLUMNS = ("criterion", "scope", "schedule", "steps", "spacing", "max_drop_pp")
 
 
 def figure_text(captions_dir: PathLike, name: str) -> tuple[str, str]:
@@ -65,18 +72,6 @@ def figure_text(captions_dir: PathLike, name: str) -> tuple[str, str]:
     text = (Path(captions_dir) / f"{name}.rst").read_text().strip()
     title, _, caption = text.partition(". ")
     return title, caption
-
-
-def _with_method_columns(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    first = runs.drop_duplicates("variant").set_index("variant")
-    for column in _METHOD_COLUMNS:
-        summary[column] = summary["variant"].map(first[column]) if column in first else ""
-    for column in ("criterion", "scope", "schedule", "spacing"):
-        summary[column] = summary[column].fillna("")
-    storage = [column for column in first.columns if column.startswith("storage_")]
-    for column in storage:
-        summary[column] = summary["variant"].map(runs.groupby("variant")[column].mean())
-    return summary
 
 
 def _pruning_vs_quantization(summary: pd.DataFrame, chosen: Mapping[str, str], path: PathLike) -> None:
@@ -131,14 +126,31 @@ def _quantization_layers(records: Mapping[str, Mapping]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "model", "node", "drop_pp", "kept_float"])
 
 
-def _sensitivity_rates(runs: pd.DataFrame, results_dir: Path, first_run: str) -> dict[str, dict]:
+def _sensitivity_rates(records: Mapping[str, PathLike]) -> dict[str, dict]:
+    """Model → {block: rate} of each sensitivity-derived model's pruning record (first run)."""
     rates = {}
-    for model in runs.loc[runs["family"] == "sensitivity", "model"].unique():
-        path = results_dir / first_run / "prune" / model / "pruning.json"
-        if path.is_file():
-            final = json.loads(path.read_text())["final_rate"]
-            rates[model] = final if isinstance(final, dict) else {}
+    for model, path in records.items():
+        final = read_json(path)["final_rate"]
+        rates[model] = final if isinstance(final, dict) else {}
     return rates
+
+
+def _recommendation_comparison(variant: str, comparisons: pd.DataFrame) -> dict:
+    """The recommended variant against the fp32 baseline as ``vs_reference_*`` columns, whatever its
+    deployment (an int8 baseline is compared with the fp32 baseline too)."""
+    rows = comparisons[
+        (comparisons["variant"] == variant) & (comparisons["reference"] == "baseline/fp32_torch")
+    ]
+    if rows.empty:
+        return {}
+    first = rows.iloc[0]
+    return {f"vs_reference_{field}": first[column] for field, column in SUMMARY_FIELDS.items()}
+
+
+def _varying_architectures(runs: pd.DataFrame) -> list[str]:
+    """Variants whose parameter count differs between runs: their architecture depends on the run."""
+    counts = runs.groupby("variant", sort=False)["parameters"].nunique()
+    return [variant for variant, distinct in counts.items() if distinct > 1]
 
 
 def build_report(
@@ -149,6 +161,7 @@ def build_report(
     histories: Mapping[str, PathLike],
     quantization_records: Mapping[str, PathLike],
     sensitivity_curves: Mapping[str, PathLike],
+    sensitivity_records: Mapping[str, PathLike],
     dataset_metadata: Sequence[PathLike],
     settings: Mapping,
     config: Mapping,
@@ -175,13 +188,9 @@ def build_report(
     )
     against_baseline.drop(columns=["against"], errors="ignore").to_csv(out["latency"], index=False)
     latency.to_csv(Path(out["latency"]).with_name("latency_all.csv"), index=False)
-    stats = {"confidence": settings["confidence"], "n_boot": settings["bootstrap_samples"], "seed": 0}
-    summary = aggregate(runs, results_dir, **stats)
-    summary = _with_method_columns(summary, runs)
-    divergent = val_test_divergence(summary, threshold_pp=100 / max(summary["n_test"].min(), 1))
-    summary["divergent"] = summary["variant"].isin(divergent["variant"])
-    summary.to_csv(out["summary"], index=False)
-
+    statistics = StatisticsSettings(settings)
+    summary = aggregate(runs, results_dir, confidence=statistics.confidence, n_boot=statistics.n_boot)
+    summary = with_method_columns(summary, runs)
     meta = provenance(config, workflow_dir=workflow_dir, training_devices=["cpu"])
     training_metrics = [
         Path(path).with_name("metrics.json")
@@ -204,11 +213,18 @@ def build_report(
         objective=latency_objective if settings["objective"] == "latency" else settings["objective"],
     )
     predictions = Predictions(runs, results_dir)
-    if recommendation is not None and recommendation.variant != "baseline/fp32_torch":
-        paired = predictions.compare(recommendation.variant, "baseline/fp32_torch", **stats)
-        recommendation.row.update(
-            {key.replace("cmp", "vs_reference"): value for key, value in paired.items()}
-        )
+    comparisons = compare_all(
+        planned_comparisons(summary, None if recommendation is None else recommendation.variant),
+        predictions,
+        statistics,
+    )
+    comparisons.to_csv(out["comparisons"], index=False)
+    summary = summary_verdicts(summary, comparisons)
+    divergent = val_test_divergence(summary, threshold_pp=100 / max(summary["n_test"].min(), 1))
+    summary["divergent"] = summary["variant"].isin(divergent["variant"])
+    summary.to_csv(out["summary"], index=False)
+    if recommendation is not None:
+        recommendation.row.update(_recommendation_comparison(recommendation.variant, comparisons))
     chosen = _chosen_recipes(summary)
     records = {key: read_json(path) for key, path in quantization_records.items()}
     first_records = {
@@ -255,20 +271,22 @@ def build_report(
     per_class, matrices = per_class_section(predictions, shown, classes)
     plot_confusion(matrices, classes, figure_paths["confusion"])
 
+    for question in FOREST_QUESTIONS:
+        plot_forest(comparisons, question, figure_paths[f"forest_{question}"])
+
     sections = {
         "pruning": pruning_section(
             summary,
-            predictions,
-            sensitivity_rates=_sensitivity_rates(runs, results_dir, run_names[0]),
+            comparisons,
+            sensitivity_rates=_sensitivity_rates(sensitivity_records),
             latency=latency,
-            stats=stats,
         ),
         "quantization": quantization_section(summary, latency, first_records, chosen),
         "claims": claims_section(summary, chosen),
         "per_class": per_class,
     }
     if tuning:
-        interval_options = {"confidence": stats["confidence"], "n_boot": stats["n_boot"]}
+        interval_options = {"confidence": statistics.confidence, "n_boot": statistics.n_boot}
         tables = {
             split: tuning_table(files["predictions"], files["evaluation"], **interval_options)
             for split, files in tuning.items()
@@ -294,6 +312,13 @@ def build_report(
         sections=sections,
         figures=figures,
         interval_method=str(summary["interval_method"].iloc[0]),
+        statistics={
+            "adjustment_name": ADJUSTMENT_NAMES[statistics.adjustment],
+            "power": statistics.power,
+            "resolution_pp": statistics.resolution_pp,
+            "resolution": resolution_summary(comparisons, statistics),
+            "varying_architectures": _varying_architectures(runs),
+        },
     )
     Path(out["markdown"]).write_text(text)
     return {"recommendation": None if recommendation is None else recommendation.variant, "recipes": chosen}

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
+from prunequant.stats import SINGLE_RUN
+
 __all__ = ["render_report", "table", "confidence_label"]
 
 BASELINE = "baseline/fp32_torch"
@@ -53,14 +55,34 @@ def interval(row: Mapping, key: str, decimals: int = 2) -> str:
 
 
 def difference(row: Mapping, prefix: str) -> str:
-    """ "−0.27 pp [−0.81, +0.27], no detectable difference" for a paired comparison."""
+    """A paired comparison in one cell: estimate, raw interval, verdict after the family's adjustment.
+
+    "−1.08 [−2.07, −0.18] **worse** (adj. p 0.012)"; "+1.71 [+0.72, +2.79] no detectable difference
+    (adj. p 0.31; detectable ≥ 4.10 pp)" — where the raw interval excludes zero but the adjusted p
+    does not, the verdict says so; one run: "+0.40 [+0.10, +0.73] one run: test samples only".
+    """
     value = row.get(f"{prefix}_diff_pp")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     low, high, verdict = row[f"{prefix}_low"], row[f"{prefix}_high"], row[f"{prefix}_verdict"]
-    if row.get(f"{prefix}_identical"):
+    if row.get(f"{prefix}_identical") is True or row.get(f"{prefix}_identical") == "True":
         return f"{value:+.2f}, identical predictions on every test sample in every run"
-    return f"{value:+.2f} [{low:+.2f}, {high:+.2f}] {_VERDICT_MARK.get(verdict, verdict)}"
+    text = f"{value:+.2f} [{low:+.2f}, {high:+.2f}]"
+    if verdict == SINGLE_RUN:
+        return f"{text} one run: test samples only, no method verdict"
+    p_adjusted, detectable = row.get(f"{prefix}_p_adjusted"), row.get(f"{prefix}_min_detectable_pp")
+    notes = [] if _missing(p_adjusted) else [f"adj. p {p_adjusted:.2g}"]
+    mark = _VERDICT_MARK.get(verdict, verdict)
+    if verdict == "no detectable difference" and (low > 0 or high < 0):
+        mark += " after adjustment"  # the raw interval alone would have called it
+        notes.insert(0, f"raw p {row[f'{prefix}_p']:.2g}")
+    elif verdict == "no detectable difference" and not _missing(detectable):
+        notes.append(f"detectable ≥ {detectable:.2f} pp")
+    return f"{text} {mark}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 _VERDICT_MARK = {
@@ -180,7 +202,7 @@ def _recommendation(recommendation: Mapping | None, settings: Mapping, baseline:
                 f"(baseline {interval(baseline, 'val_accuracy')} %).",
                 f"- Test accuracy {interval(row, 'accuracy')} % against the baseline's "
                 f"{interval(baseline, 'accuracy')} %: "
-                f"{difference(row, 'vs_baseline') if row['variant'] != BASELINE else 'it is the baseline'}.",
+                f"{_against_baseline(row)}.",
                 f"- {_integer(row.get('weight_bytes'))} weight bytes "
                 f"({row.get('weight_bytes', math.nan) / baseline['weight_bytes']:.2f}× the baseline's), "
                 f"{_integer(row.get('macs'))} MACs per sample.",
@@ -209,7 +231,7 @@ def _variants_table(summary: pd.DataFrame) -> str:
         [
             ("variant", lambda r: f"`{r['variant']}`"),
             ("method", _col("method")),
-            ("rate", lambda r: f"{r['rate']:g}" if r["family"] != "baseline" else "–"),
+            ("rate", _rate_cell),
             (f"val acc % [{level} CI]", lambda r: interval(r, "val_accuracy")),
             (f"test acc % [{level} CI]", lambda r: interval(r, "accuracy")),
             ("test Δ vs baseline, pp [CI], verdict", lambda r: difference(r, "vs_baseline")),
@@ -220,6 +242,74 @@ def _variants_table(summary: pd.DataFrame) -> str:
             ("warning", lambda r: "val and test disagree" if r.get("divergent") else ""),
         ],
     )
+
+
+def _rate_cell(row: Mapping) -> str:
+    if row["family"] == "baseline":
+        return "–"
+    if row["family"] == "sensitivity":  # rates per block, listed in the pruning study
+        return "per block"
+    return f"{row['rate']:g}"
+
+
+def _statistics(statistics: Mapping, confidence: float) -> str:
+    """How the verdicts were drawn, and what this many runs can resolve."""
+    resolution = statistics["resolution"]
+    level = confidence_label(confidence)
+    lines = [
+        "Every difference is paired: the same runs and the same test samples. Its interval counts "
+        "**training runs** as well as test samples: a Student-t interval over the per-run differences "
+        "(on a shared test set, widened for the samples every run shares: runs × samples as crossed "
+        "random effects; with leave-one-group-out folds, over the fold means). A verdict about a "
+        "*method* needs at least 2 runs; with one run an interval covers test sampling only.",
+        f"The report's comparisons are one family of {resolution.get('n_family', 0)}: their p-values are "
+        f"adjusted by **{statistics['adjustment_name']}** (`report.multiple_comparisons`), and a "
+        f"difference is called *better* or *worse* only when its adjusted p is below "
+        f"{1 - confidence:.2g}. Intervals are the raw {level} intervals"
+        + (
+            f"; {resolution['raw_only']} raw interval(s) exclude zero but do not survive the adjustment."
+            if resolution.get("raw_only")
+            else "."
+        ),
+    ]
+    if resolution.get("n_family"):
+        lines.append(
+            f"**Resolution.** With {resolution['n_units']} independent runs, the median comparison "
+            f"could detect a difference of {resolution['median_min_detectable_pp']:.2f} pp "
+            f"({100 * statistics['power']:g}% power); about **{resolution['runs_for_resolution']} runs** "
+            f"would resolve {statistics['resolution_pp']:g} pp on this data (median run-to-run spread of "
+            f"the paired differences {resolution['median_spread_pp']:.2f} pp)."
+            + (
+                f" {resolution['undecided_coarse']} comparison(s) without a verdict could not have "
+                f"detected {statistics['resolution_pp']:g} pp: run more seeds to decide them."
+                if resolution["undecided_coarse"]
+                else ""
+            )
+        )
+    else:
+        lines.append(
+            "**One run only:** no verdict about any method can be drawn; set `seeds` to at least 2 "
+            "(5 or more to resolve differences of about a point)."
+        )
+    return "\n\n".join(lines)
+
+
+def _latency_scope(first_run: str, varying: Sequence[str]) -> str:
+    text = (
+        f"These intervals are over timing rounds of fixed files, the first run's models ({first_run}): "
+        "they say how precisely those files' speed was measured, which is what a timing needs, and are "
+        "not intervals over training runs. A claim that a *method* is faster rests on the architecture "
+        "it produces, and speed depends on the architecture, not on the weights: layer-wise pruning at "
+        "a rate gives the same channel counts in every run, so its timing holds for the method."
+    )
+    if varying:
+        text += (
+            " The architecture of "
+            + ", ".join(f"`{variant}`" for variant in varying)
+            + " differs between runs (its parameter count varies): its timing is that of the first "
+            "run's architecture only."
+        )
+    return text
 
 
 def _latency_table(latency: pd.DataFrame) -> str:
@@ -271,6 +361,7 @@ def render_report(
     sections: Mapping[str, str],
     figures: Mapping[str, tuple[str, str, str]],
     interval_method: str,
+    statistics: Mapping,
 ) -> str:
     """The whole report as Markdown.
 
@@ -286,6 +377,8 @@ def render_report(
         _dataset(datasets),
         "## Recommendation",
         _recommendation(recommendation, settings, baseline),
+        "## How the verdicts are drawn",
+        _statistics(statistics, baseline["confidence"]),
     ]
     if len(divergent):
         parts += [
@@ -298,9 +391,8 @@ def render_report(
     parts += [
         "## Every variant",
         f"Accuracies are means over runs with {confidence_label(baseline['confidence'])} intervals "
-        f"({interval_method}). Differences are paired "
-        "(same test samples, same runs) against the baseline in the same deployment; the verdict follows "
-        "the interval of the difference: *better* or *worse* only when it excludes zero.",
+        f"({interval_method}). Differences are against the baseline in the same deployment "
+        "(see *How the verdicts are drawn*).",
         _variants_table(summary),
     ]
     for key in ("tuning", "pruning", "quantization", "claims", "per_class"):
@@ -312,8 +404,8 @@ def render_report(
         "round, order shuffled per round), with threads pinned; medians with bootstrap 95% intervals. "
         "Speedups are medians of per-round ratios against the named reference, in the same runtime; "
         "a speedup "
-        "whose interval includes 1.0 is marked *no measurable difference*. Latency was measured on the "
-        f"first run's models ({runs[0]}): architecture, not seed, sets it.",
+        "whose interval includes 1.0 is marked *no measurable difference*.",
+        _latency_scope(runs[0], statistics.get("varying_architectures", [])),
         _latency_table(latency),
         "## Figures",
     ]

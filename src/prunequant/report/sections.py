@@ -4,19 +4,16 @@ answered with paired comparisons on the same test samples and runs.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from prunequant.report.comparisons import SUMMARY_FIELDS, Predictions
 from prunequant.report.markdown import confidence_label, difference, interval, speedup, table
-from prunequant.stats import paired_comparison
 
 __all__ = [
-    "Predictions",
+    "compared_rows",
     "pruning_section",
     "quantization_section",
     "claims_section",
@@ -24,75 +21,21 @@ __all__ = [
     "tuning_section",
 ]
 
-PathLike = str | os.PathLike
-
-
-class Predictions:
-    """Per-sample correctness of every (run, variant), read once from the predictions files."""
-
-    def __init__(self, runs: pd.DataFrame, results_dir: PathLike):
-        self._paths = {
-            (row.run, row.variant): Path(results_dir) / row.predictions for row in runs.itertuples()
-        }
-        self._read = cache(self._load)
-
-    def _load(self, path: Path) -> pd.DataFrame:
-        return pd.read_csv(path)
-
-    def table(self, run: str, variant: str) -> pd.DataFrame:
-        return self._read(self._paths[(run, variant)])
-
-    def _column(self, variant: str, column: str, split: str) -> dict[str, np.ndarray]:
-        """Run → one column of ``split``'s rows, for every run of ``variant``."""
-        result = {}
-        for (run, name), path in self._paths.items():
-            if name == variant:
-                frame = self._read(path)
-                result[run] = frame.loc[frame["split"] == split, column].to_numpy()
-        return result
-
-    def correct(self, variant: str, split: str = "test") -> dict[str, np.ndarray]:
-        """Run → boolean array of correct predictions on ``split``, for every run of ``variant``."""
-        return {run: values.astype(bool) for run, values in self._column(variant, "correct", split).items()}
-
-    def same_predictions(self, variant: str, reference: str, split: str = "test") -> bool:
-        """Whether both predicted the same class for every ``split`` sample in every run both have.
-
-        A zero difference with a zero-width interval says only that accuracy matched; this says
-        the two variants behaved as one model (e.g. global and layer-wise ranking of a model
-        with a single prunable block keep the same channels).
-        """
-        mine = self._column(variant, "prediction", split)
-        theirs = self._column(reference, "prediction", split)
-        common = [run for run in mine if run in theirs]
-        return bool(common) and all(np.array_equal(mine[run], theirs[run]) for run in common)
-
-    def compare(self, variant: str, reference: str, **options) -> dict:
-        """Paired comparison of two variants as report columns ``cmp_diff_pp`` … ``cmp_identical``."""
-        result = paired_comparison(self.correct(variant), self.correct(reference), **options)
-        return {
-            "cmp_diff_pp": result.difference_pp,
-            "cmp_low": result.low,
-            "cmp_high": result.high,
-            "cmp_p": result.p_value,
-            "cmp_verdict": result.verdict,
-            "cmp_identical": self.same_predictions(variant, reference),
-        }
-
 
 def _fp32(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary["deployment"] == "fp32_torch"]
 
 
-def _paired_rows(rows: pd.DataFrame, reference_of, predictions: Predictions, stats: Mapping) -> list[dict]:
+def compared_rows(summary: pd.DataFrame, comparisons: pd.DataFrame, question: str) -> list[dict]:
+    """Each comparison of ``question``: the variant's summary row, its comparison as ``cmp_*``
+    columns (see :func:`prunequant.report.markdown.difference`) and the reference's row as ``ref``."""
+    by_variant = summary.set_index("variant", drop=False)
     records = []
-    for row in rows.to_dict("records"):
-        reference = reference_of(row)
-        if reference is None:
-            continue
-        records.append(
-            dict(row, reference=reference, **predictions.compare(row["variant"], reference, **stats))
-        )
+    for comparison in comparisons[comparisons["question"] == question].to_dict("records"):
+        row = by_variant.loc[comparison["variant"]].to_dict()
+        row |= {f"cmp_{field}": comparison[column] for field, column in SUMMARY_FIELDS.items()}
+        row["ref"] = by_variant.loc[comparison["reference"]].to_dict()
+        records.append(row)
     return records
 
 
@@ -118,35 +61,24 @@ def _against_reference(title: str, text: str, rows: list[dict], *, reference: st
 
 def pruning_section(
     summary: pd.DataFrame,
-    predictions: Predictions,
+    comparisons: pd.DataFrame,
     *,
     sensitivity_rates: Mapping[str, Mapping[str, float]],
     latency: pd.DataFrame,
-    stats: Mapping,
 ) -> str:
     """Criteria vs random, layer vs global, one-shot vs iterative, structured vs unstructured,
     sensitivity-derived rates, and pruned vs from scratch: each a table of paired verdicts."""
     fp32 = _fp32(summary)
-    structured = fp32[fp32["family"] == "structured"]
     parts = ["## The pruning study", "All rows: fp32 in PyTorch, test accuracy over every run."]
 
-    oneshot_layer = structured[(structured["scope"] == "layer") & (structured["schedule"] == "oneshot")]
-    random_at = {
-        row["rate"]: row["variant"]
-        for row in oneshot_layer.to_dict("records")
-        if row["criterion"] == "random"
-    }
-    criteria = oneshot_layer[
-        (oneshot_layer["criterion"] != "random") & oneshot_layer["rate"].isin(list(random_at))
-    ]
-    if len(criteria):
-        rows = _paired_rows(criteria, lambda r: random_at.get(r["rate"]), predictions, stats)
+    criteria_rows = compared_rows(summary, comparisons, "criterion_vs_random")
+    if criteria_rows:
         parts += [
             "### Which channels to drop: criteria against a random choice",
             "Each criterion against `random` at the same rate (layer-wise, one shot, same fine-tuning). A "
             "criterion earns its keep only where it is *better* than random.",
             table(
-                rows,
+                criteria_rows,
                 [
                     ("rate", lambda r: f"{r['rate']:g}"),
                     ("criterion", lambda r: r["criterion"]),
@@ -156,22 +88,7 @@ def pruning_section(
             ),
         ]
 
-    def same_point(row, **changes):
-        for candidate in structured.to_dict("records"):
-            if (
-                candidate["rate"] == row["rate"]
-                and candidate["criterion"] == row["criterion"]
-                and all(candidate[key] == value for key, value in changes.items())
-            ):
-                return candidate["variant"]
-        return None
-
-    scope_rows = _paired_rows(
-        structured[(structured["scope"] == "global") & (structured["schedule"] == "oneshot")],
-        lambda r: same_point(r, scope="layer", schedule="oneshot"),
-        predictions,
-        stats,
-    )
+    scope_rows = compared_rows(summary, comparisons, "global_vs_layer")
     if scope_rows:
         text = (
             "Global scope ranks all blocks' channels together (after per-layer normalisation, with "
@@ -183,18 +100,8 @@ def pruning_section(
                 "run, as it must when the model has a single prunable block (global ranking is then "
                 "layer-wise ranking): the question needs a model with several prunable blocks."
             )
-        parts += _against_reference(
-            "Layer-wise vs global ranking",
-            text,
-            scope_rows,
-            reference="layer-wise",
-        )
-    schedule_rows = _paired_rows(
-        structured[structured["schedule"] == "iterative"],
-        lambda r: same_point(r, scope=r["scope"], schedule="oneshot"),
-        predictions,
-        stats,
-    )
+        parts += _against_reference("Layer-wise vs global ranking", text, scope_rows, reference="layer-wise")
+    schedule_rows = compared_rows(summary, comparisons, "iterative_vs_oneshot")
     if schedule_rows:
         parts += _against_reference(
             "One-shot vs iterative pruning",
@@ -239,14 +146,9 @@ def pruning_section(
         dense = _dense_latency(latency, unstructured["model"])
         if dense:
             parts.append(dense)
-        structured_l1 = fp32[
-            (fp32["family"].isin(["structured"]))
-            & (fp32["criterion"] == "l1")
-            & (fp32["scope"] == "layer")
-            & (fp32["schedule"] == "oneshot")
-        ]
-        if len(structured_l1):
-            parts.append(_nearest_structured(unstructured, structured_l1, predictions, stats))
+        nearest_rows = compared_rows(summary, comparisons, "sparse_vs_structured")
+        if nearest_rows:
+            parts.append(_nearest_structured(nearest_rows))
 
     sensitivity = fp32[fp32["family"] == "sensitivity"]
     if len(sensitivity):
@@ -266,21 +168,8 @@ def pruning_section(
             )
         parts.append("\n".join(lines))
 
-    scratch = fp32[fp32["family"] == "scratch"]
-    pruned_at = {
-        row["rate"]: row["variant"] for row in oneshot_layer.to_dict("records") if row["criterion"] == "l1"
-    }
-    scratch_rows = _paired_rows(scratch, lambda r: pruned_at.get(r["rate"]), predictions, stats)
+    scratch_rows = compared_rows(summary, comparisons, "pruned_vs_scratch")
     if scratch_rows:
-        for row in scratch_rows:  # read as "pruned minus scratch"
-            row["cmp_diff_pp"], row["cmp_low"], row["cmp_high"] = (
-                -row["cmp_diff_pp"],
-                -row["cmp_high"],
-                -row["cmp_low"],
-            )
-            row["cmp_verdict"] = {"better": "worse", "worse": "better"}.get(
-                row["cmp_verdict"], row["cmp_verdict"]
-            )
         parts += [
             "### Pruned and fine-tuned vs trained from scratch",
             "The question of Liu et al., *Rethinking the Value of Network Pruning*: the same "
@@ -291,7 +180,8 @@ def pruning_section(
                 scratch_rows,
                 [
                     ("rate", lambda r: f"{r['rate']:g}"),
-                    ("from scratch, test acc % [CI]", lambda r: interval(r, "accuracy")),
+                    ("from scratch, test acc % [CI]", lambda r: interval(r["ref"], "accuracy")),
+                    ("pruned + fine-tuned, test acc % [CI]", lambda r: interval(r, "accuracy")),
                     ("pruned + fine-tuned minus scratch, pp [CI]", _CMP),
                 ],
             ),
@@ -335,31 +225,19 @@ def _dense_latency(latency: pd.DataFrame, models) -> str:
     return "\n".join(lines)
 
 
-def _nearest_structured(unstructured, structured, predictions: Predictions, stats) -> str:
+def _nearest_structured(rows: list[dict]) -> str:
     """Each sparse model against the channel-pruned model closest in non-zero parameters."""
-    records = []
-    for row in unstructured.to_dict("records"):
-        distances = (structured["nonzero_parameters"] - row["nonzero_parameters"]).abs()
-        nearest = structured.loc[distances.idxmin()]
-        records.append(
-            dict(
-                row,
-                reference=nearest["variant"],
-                **predictions.compare(row["variant"], nearest["variant"], **stats),
-            )
-            | {"ref_nonzero": nearest["nonzero_parameters"], "ref_bytes": nearest["weight_bytes"]}
-        )
     return (
         "At (nearly) equal non-zero parameters, each sparse model against the closest channel-pruned one:\n\n"
         + table(
-            records,
+            rows,
             [
                 ("sparse variant", lambda r: f"`{r['model']}` ({int(r['nonzero_parameters']):,} non-zero)"),
                 (
                     "channel-pruned",
                     lambda r: (
-                        f"`{r['reference'].split('/')[0]}` ({int(r['ref_nonzero']):,}, "
-                        f"{int(r['ref_bytes']):,} B dense)"
+                        f"`{r['ref']['model']}` ({int(r['ref']['nonzero_parameters']):,}, "
+                        f"{int(r['ref']['weight_bytes']):,} B dense)"
                     ),
                 ),
                 ("sparse minus pruned, pp [CI]", _CMP),
