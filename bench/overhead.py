@@ -134,9 +134,9 @@ def time_commands(commands: dict[str, list[str]], *, cwd: Path, rounds: int, see
 # A torch job in miniature: the training library's imports, one short training, its log.
 TORCH_JOB = """
 import atexit, sys, torch
-import prunequant.jobs
+import prunequant.workflow.jobs
 from prunequant.model import BlockSpec, ModelSpec, build_model
-with prunequant.jobs.job_logging(sys.argv[1], threads=1):
+with prunequant.workflow.jobs.job_logging(sys.argv[1], threads=1):
     torch.manual_seed(0)
     model = build_model(ModelSpec(20, 10, (BlockSpec(25, 2, 140),)))
     optimizer = torch.optim.Adam(model.parameters())
@@ -146,7 +146,7 @@ with prunequant.jobs.job_logging(sys.argv[1], threads=1):
         loss.backward()
         optimizer.step()
 if sys.argv[2] == "collect":
-    atexit.unregister(prunequant.jobs._skip_final_garbage_collection)
+    atexit.unregister(prunequant.workflow.jobs._skip_final_garbage_collection)
 """
 
 

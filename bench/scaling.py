@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from prunequant.warmstart import start_server
+from prunequant.workflow.warmstart import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE_COUNTS = (1, 3, 6, 12)

@@ -1,9 +1,10 @@
-from prunequant.warmstart import continue_in_warm_process
+from prunequant.workflow.warmstart import continue_in_warm_process
 
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
-from prunequant.jobs import job_logging, write_json
+from prunequant.io import write_json
 from prunequant.tuning import choose_candidate, tuning_table
+from prunequant.workflow.jobs import job_logging
 
 with job_logging(snakemake.log[0]):
     layout = snakemake.params.layout

@@ -1,9 +1,9 @@
-from prunequant.warmstart import continue_in_warm_process
+from prunequant.workflow.warmstart import continue_in_warm_process
 
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
 from prunequant.data import prepare_dataset, save_dataset
-from prunequant.jobs import job_logging
+from prunequant.workflow.jobs import job_logging
 
 with job_logging(snakemake.log[0]):
     params = snakemake.params

@@ -1,12 +1,12 @@
-from prunequant.warmstart import continue_in_warm_process
+from prunequant.workflow.warmstart import continue_in_warm_process
 
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
 from prunequant.data import load_dataset
 from prunequant.evaluation import score_stage_output
-from prunequant.jobs import job_logging
 from prunequant.quantize.partial import quantize_partial
 from prunequant.quantize.ptq import quantize_ptq
+from prunequant.workflow.jobs import job_logging
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     dataset = load_dataset(snakemake.input.dataset)

@@ -397,7 +397,7 @@ def test_the_table_covers_enough_cases():
 STAGE = """
 import json, sys
 from prunequant.data import prepare_dataset
-from prunequant.jobs import job_logging
+from prunequant.workflow.jobs import job_logging
 
 with job_logging(sys.argv[1]):
     prepare_dataset(**json.loads(sys.argv[2]))

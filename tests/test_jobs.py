@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from prunequant.errors import UserError
-from prunequant.jobs import PEAK_MEMORY_PREFIX, STAGE_SECONDS_PREFIX, job_logging, read_json, write_json
+from prunequant.workflow.jobs import PEAK_MEMORY_PREFIX, STAGE_SECONDS_PREFIX, job_logging
 
 
 def test_output_warnings_and_tracebacks_land_in_the_log(tmp_path):
@@ -72,18 +72,13 @@ def test_successful_job_ends_its_log_with_its_peak_memory_and_stage_time(tmp_pat
     assert float(memory.removeprefix(PEAK_MEMORY_PREFIX)) >= 64
 
 
-def test_json_round_trip(tmp_path):
-    write_json({"b": 1, "a": [1.5, "x"]}, tmp_path / "deep" / "m.json")
-    assert read_json(tmp_path / "deep" / "m.json") == {"a": [1.5, "x"], "b": 1}
-
-
 @pytest.mark.parametrize("imports_torch", [False, True])
 def test_threads_reach_torch_only_in_a_job_that_imported_it(tmp_path, imports_torch):
     # A fresh interpreter: this test process has imported torch long ago.
     code = f"""
 import sys
 {"import torch; torch.set_num_threads(2)" if imports_torch else ""}
-from prunequant.jobs import job_logging
+from prunequant.workflow.jobs import job_logging
 with job_logging({str(tmp_path / "job.log")!r}, threads=1):
     pass
 torch = sys.modules.get("torch")
@@ -98,7 +93,7 @@ def test_a_job_process_skips_the_final_garbage_collection(tmp_path):
     code = f"""
 import atexit, gc
 atexit.register(lambda: print(gc.get_freeze_count() > 0))
-from prunequant.jobs import job_logging
+from prunequant.workflow.jobs import job_logging
 with job_logging({str(tmp_path / "job.log")!r}):
     pass
 print(gc.get_freeze_count() > 0)

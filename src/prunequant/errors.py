@@ -1,7 +1,7 @@
 """Errors a user causes and can fix themselves (a bad setting, a bad file).
 
 A :class:`UserError` is shown to the user as one line, without a traceback (see
-:func:`prunequant.jobs.job_logging`), so its message must carry everything needed to act:
+:func:`prunequant.workflow.jobs.job_logging`), so its message must carry everything needed to act:
 the file or config key, what is wrong with it, and how to fix it.
 """
 

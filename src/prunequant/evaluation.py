@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from prunequant.data import load_dataset
-from prunequant.jobs import write_json
+from prunequant.io import write_json
 from prunequant.measure import file_bytes, onnx_weight_bytes
 from prunequant.quantize.agreement import agreement
 from prunequant.variants import parse_deployment

@@ -2,7 +2,9 @@
 
 A package that imported all its modules in ``__init__`` would make every job that needs one
 module depend on (and pay the imports of) all of them; the workflow reruns a job when a module
-it depends on changes, so the dependency must be the module actually used.
+it depends on changes, so the dependency must be the module actually used. The workflow's code
+digests (:mod:`prunequant.workflow.code_digests`) read the exports off the package's code without
+importing it: pass them as a dict literal, or as a module-level name bound to one.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from prunequant.errors import UserError
-from prunequant.jobs import read_json, write_json
+from prunequant.io import read_json, write_json
 from prunequant.variants import parse_candidate
 
 __all__ = ["adopt_candidate", "choose_candidate", "tuning_table"]

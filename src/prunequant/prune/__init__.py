@@ -6,7 +6,7 @@ torch-pruning's dependency graph, :mod:`.schedule` spaces iterative steps, :mod:
 masks single weights, :mod:`.sensitivity` measures each block's tolerance.
 
 Names are re-exported lazily: importing the package loads no submodule, so a job
-that imports one module depends on that module only (see :mod:`prunequant.sources`).
+that imports one module depends on that module only (see :mod:`prunequant.workflow.code_digests`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
-"""What every workflow job does around its real work: logging, thread limits, error reporting."""
+"""What every workflow job does around its real work: its log, thread limit and error reporting."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
 import gc
-import json
 import logging
 import os
 import resource
@@ -18,13 +17,13 @@ from pathlib import Path
 
 from prunequant.errors import UserError
 
-__all__ = ["PEAK_MEMORY_PREFIX", "STAGE_SECONDS_PREFIX", "job_logging", "write_json", "read_json"]
+__all__ = ["PEAK_MEMORY_PREFIX", "STAGE_SECONDS_PREFIX", "job_logging"]
 
 # Last line of a successful job's log: the wall time spent inside job_logging. Benchmarks compare
 # it with Snakemake's per-job time to measure what starting a job costs.
 STAGE_SECONDS_PREFIX = "prunequant-stage-seconds:"
 # The line before it: the job process's peak resident memory. Snakemake's benchmark files measure
-# the process Snakemake started, which for a warm-started job (prunequant.warmstart) only waits.
+# the process Snakemake started, which for a warm-started job (prunequant.workflow.warmstart) only waits.
 PEAK_MEMORY_PREFIX = "prunequant-peak-memory-mb:"
 
 # How many job_logging blocks are open: only the outermost one reports a UserError and exits, so a
@@ -36,7 +35,7 @@ def _skip_final_garbage_collection() -> None:
     """At exit, move every live object out of the collector's reach before Python's last collection.
 
     A job process ends right after its stage. The interpreter's final collections then walk
-    every object torch and the other libraries made: about 0.9 s of a 5 s prune job here
+    every object torch and the other libraries made, a sizeable part of a short job
     (bench/results/overhead.txt). Nothing is lost by skipping that walk: the outputs are
     written and closed inside the job, and atexit handlers and stream flushes still run.
     """
@@ -128,13 +127,3 @@ def job_logging(log_path: str | os.PathLike, threads: int | None = None) -> Iter
     if user_error is not None:
         print(f"prunequant: error: {_one_line(user_error)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from user_error
-
-
-def write_json(data: dict, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path: str | os.PathLike) -> dict:
-    return json.loads(Path(path).read_text())
