@@ -2,8 +2,9 @@
 
 Builds the seed model (one block: depthwise Conv1d(20, 20, k=25, s=2) → pointwise Conv1d(20, 140, 1)
 → ReLU → BatchNorm1d → AvgPool1d(2) → mean → Linear(140, 10)) with random weights and BatchNorm
-statistics measured on random inputs, exports its deployment form to fp32 ONNX, quantizes it with
-several candidate recipes (graph format, weight scales, layers kept in float) and times every form
+statistics measured on random inputs, exports its deployment form to fp32 ONNX (the graph every
+int8 form quantizes), quantizes it with several candidate recipes (graph format, weight scales,
+layers kept in float, the int8-only graph rewrites on or off) and times every form
 at batch 1 and 64 in this one process: interleaved rounds, each form once per round in a shuffled
 order, one intra-op thread. Each fp32 form is timed at every graph optimisation level and the
 fastest one is the baseline. Reports per-form medians, the median ratio fastest-fp32 / int8 with a
@@ -37,7 +38,6 @@ import torch
 from prunequant.model import BlockSpec, ModelSpec, build_model
 from prunequant.quantize import deployment_model, export_onnx
 from prunequant.quantize.agreement import agreement
-from prunequant.quantize.int8_graph import int8_friendly_graph
 from prunequant.quantize.ptq import quantize_ptq
 from prunequant.quantize.runtime import session_options
 
@@ -50,13 +50,8 @@ LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,  # adds layout (NCHWc / NHWC) transforms
 }
 DEFAULT = "QOperator per-channel"
-RECIPES = {  # name: quantize_ptq settings besides the calibration; graph rewrite on unless said
+RECIPES = {  # name: quantize_ptq settings besides the calibration; int8-only rewrites on unless said
     DEFAULT: {"quant_format": "QOperator", "per_channel": True},
-    "QOperator per-channel, exported graph (no rewrite)": {
-        "quant_format": "QOperator",
-        "per_channel": True,
-        "rewrite_graph": False,
-    },
     "QOperator per-channel, int8 logits, channels-first pool": {
         "quant_format": "QOperator",
         "per_channel": True,
@@ -216,9 +211,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         fp32 = build_fp32(directory, spec, args.length, args.seed)
-        fp32_rewritten = directory / "fp32_rewritten.onnx"
-        onnx.save(int8_friendly_graph(onnx.load(str(fp32))), str(fp32_rewritten))
-        fp32_forms = {"fp32 exported": fp32, "fp32 rewritten": fp32_rewritten}
+        fp32_forms = {"fp32 exported": fp32}
         paths = {}
         for index, (name, recipe) in enumerate(RECIPES.items()):
             paths[name] = directory / f"int8_{index}.onnx"

@@ -1,14 +1,15 @@
-from prunequant.warmstart import continue_in_warm_process
+from prunequant.workflow.warmstart import continue_in_warm_process
 
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
 from prunequant.evaluation import score_stage_output
-from prunequant.jobs import job_logging
 from prunequant.quantize.qat import run_qat
+from prunequant.workflow.jobs import job_logging
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     settings = dict(snakemake.params.recipe)
     settings.pop("method")
+    settings.pop("distill", None)  # its settings arrive as params.distillation
     run_qat(
         model_path=snakemake.input.model,
         dataset_path=snakemake.input.dataset,
@@ -19,6 +20,8 @@ with job_logging(snakemake.log[0], threads=snakemake.threads):
         history_path=snakemake.output.history,
         record_path=snakemake.output.record,
         resume_path=snakemake.params.resume,
+        distillation=snakemake.params.distillation,
+        teacher_path=snakemake.input.get("teacher"),
         **settings,
     )
     # Every stage scores what it made: no job exists only to evaluate.

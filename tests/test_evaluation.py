@@ -81,6 +81,7 @@ def test_int8_evaluation_reports_agreement_with_its_parent(variant_files, tmp_pa
         calibration_method="MinMax",
         quant_format="QOperator",
         per_channel=True,
+        depthwise_channel_multiple=1,  # the padding's int64 pad amounts outweigh this tiny model's saving
     )
     metrics = write_evaluation(
         artifact_path=tmp_path / "int8.onnx",

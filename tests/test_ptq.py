@@ -5,6 +5,7 @@ from collections import Counter
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 import torch
@@ -20,7 +21,6 @@ from prunequant.quantize import (
     deployment_model,
     export_onnx,
     float_nodes_of,
-    int8_friendly_graph,
     pad_depthwise_channels,
     quantizable_nodes,
     quantize_onnx_model,
@@ -287,10 +287,13 @@ def test_channels_last_pool_gives_the_same_integers(seed_shaped, tmp_path, arch)
         spec, length, setup = SEED_SPEC, SEED_LENGTH, seed_shaped
     run_ptq(setup, f"pool_before_{arch}", lean_tail=False)
     before = setup["dir"] / f"pool_before_{arch}.onnx"
-    model = onnx.load(str(before))
-    assert channels_last_global_pools(model) == ["node_mean_quant"]
+    (fp32_pool,) = [
+        n.name for n in onnx.load(str(setup["fp32"])).graph.node if n.op_type == "GlobalAveragePool"
+    ]
+    model = ir.load(before)
+    assert channels_last_global_pools(model) == [f"{fp32_pool}_quant"]
     assert channels_last_global_pools(model) == []  # already channels-last: left alone
-    onnx.save(model, str(tmp_path / "pool_after.onnx"))
+    ir.save(model, tmp_path / "pool_after.onnx")
     running = {
         name: _optimized_ops(path, tmp_path)
         for name, path in (("before", before), ("after", tmp_path / "pool_after.onnx"))
@@ -340,15 +343,15 @@ def _depthwise_then_pointwise(channels: int, *, pointwise: bool = True) -> onnx.
 
 @pytest.mark.parametrize("channels", [5, 12, 16])
 def test_depthwise_channel_padding_computes_the_same_integers(tmp_path, channels):
-    model = _depthwise_then_pointwise(channels)
-    original = model.SerializeToString()
+    original = _depthwise_then_pointwise(channels)
+    model = ir.from_proto(original)
     padded = pad_depthwise_channels(model)
     if channels % 8 == 0:
-        assert padded == {} and model.SerializeToString() == original
+        assert padded == {} and [node.op_type for node in model.graph] == ["QLinearConv"] * 2
         return
     assert padded == {"dw": -channels % 8}
-    onnx.save(onnx.ModelProto.FromString(original), str(tmp_path / "plain.onnx"))
-    onnx.save(model, str(tmp_path / "padded.onnx"))
+    onnx.save(original, str(tmp_path / "plain.onnx"))
+    ir.save(model, tmp_path / "padded.onnx")
     x = np.random.default_rng(1).integers(0, 256, (6, channels, 9), dtype=np.uint8)
     outputs = [
         ort.InferenceSession(str(tmp_path / name), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
@@ -360,8 +363,9 @@ def test_depthwise_channel_padding_computes_the_same_integers(tmp_path, channels
 
 def test_depthwise_channel_padding_skips_a_conv_no_pointwise_conv_reads():
     # Its zero channels would reach the model's output: nothing drops them.
-    model = _depthwise_then_pointwise(12, pointwise=False)
+    model = ir.from_proto(_depthwise_then_pointwise(12, pointwise=False))
     assert pad_depthwise_channels(model) == {}
+    assert [node.op_type for node in model.graph] == ["QLinearConv"]
 
 
 RELOAD_SCRIPT = """
@@ -402,7 +406,6 @@ def test_record_describes_the_recipe(tiny):
     assert record["calibration_samples_setting"] == 64 and record["seed"] == 0
     assert (record["quant_format"], record["per_channel"], record["percentile"]) == ("QDQ", True, 99.9)
     assert record["op_counts"] == count_quantized_ops(tiny["dir"] / "record.onnx")
-    assert record["rewrite_graph"] is True
 
 
 @pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
@@ -450,62 +453,94 @@ def test_first_name_of_the_quantizer_still_works(tiny):
     assert record["calibration_samples"] == 128 and record["op_counts"]["QLinearConv"] == 2
 
 
-# ---------------------------------------------------------------------------- the graph rewrite
+# ------------------------------------------------------------- one deployment graph for fp32 and int8
+
+# What quantization turns each fp32 op into; (de)quantization ops have no fp32 counterpart.
+INT8_OF_FP32 = {
+    "QLinearConv": "Conv",
+    "QGemm": "Gemm",
+    "QLinearGlobalAveragePool": "GlobalAveragePool",
+    "QLinearAveragePool": "AveragePool",
+    "QLinearAdd": "Add",
+}
+QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
 
-@pytest.mark.parametrize("length", [64, 67])
-def test_int8_friendly_graph_computes_the_same_function(tmp_path, length):
-    spec = ModelSpec(in_channels=6, n_classes=4, blocks=(BlockSpec(7, 2, 24), BlockSpec(5, 1, 16)))
-    fp32 = export_random_model(spec, length, tmp_path / "fp32.onnx")
-    rewritten = int8_friendly_graph(onnx.load(str(fp32)))
-    onnx.save(rewritten, str(tmp_path / "rewritten.onnx"))
-    ops = [node.op_type for node in rewritten.graph.node]
-    assert "ReduceMean" not in ops and ops.count("GlobalAveragePool") == 1
-    slices = [node for node in rewritten.graph.node if node.op_type == "Slice"]
-    assert all(node.input[0] == "input" for node in slices), "a needed crop must move to the model input"
-    assert rewritten.graph.input[0].name == "input" and rewritten.graph.output[0].name == "logits"
-    x = np.random.default_rng(3).standard_normal((5, 6, length), dtype=np.float32)
-    np.testing.assert_allclose(
-        OnnxClassifier(tmp_path / "rewritten.onnx")(x), OnnxClassifier(fp32)(x), rtol=0, atol=1e-5
-    )
+def int8_only_nodes(graph: onnx.GraphProto) -> list[str]:
+    """The nodes the int8-only rewrites add, found by what they do: Pads of stored weights and
+    Gathers of the depthwise input's channels (the channel padding), and Transposes into a
+    channels-last pool (the short tail)."""
+    initializers = {tensor.name for tensor in graph.initializer}
+    readers = {name: node for node in graph.node for name in node.input}
+    added = []
+    for node in graph.node:
+        pads_weights = node.op_type == "Pad" and node.input[0] in initializers
+        gathers_channels = node.op_type == "Gather" and node.name.endswith("_channel_pad")
+        reader = readers.get(node.output[0])
+        feeds_channels_last = (
+            node.op_type == "Transpose"
+            and reader is not None
+            and any(a.name == "channels_last" and a.i == 1 for a in reader.attribute)
+        )
+        if pads_weights or gathers_channels or feeds_channels_last:
+            added.append(node.name)
+    return added
 
 
-def test_int8_friendly_graph_keeps_a_crop_below_a_padded_conv(tmp_path):
-    # A zero-padded conv's first outputs read padding, not only the first input steps: the crop stays.
-    weight = onnx.numpy_helper.from_array(
-        np.random.default_rng(0).standard_normal((2, 2, 3), dtype=np.float32), "w"
-    )
-    bounds = [
-        onnx.numpy_helper.from_array(np.array([v], np.int64), n) for n, v in (("s", 0), ("e", 8), ("a", 2))
+def fp32_op_sequence(path) -> list[str]:
+    """Op types in graph order, without the ReLUs right after a Conv or an Add: ORT's quantizer
+    folds each into that op (its output range starts at 0)."""
+    graph = onnx.load(str(path)).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    fused = {
+        node.name
+        for node in graph.node
+        if node.op_type == "Relu" and producers[node.input[0]].op_type in ("Conv", "Add")
+    }
+    return [node.op_type for node in graph.node if node.name not in fused]
+
+
+def int8_op_sequence(path) -> list[str]:
+    """Op types in graph order, each int8 op named by its fp32 op, without (de)quantization and
+    without the nodes the int8-only rewrites add."""
+    graph = onnx.load(str(path)).graph
+    added = set(int8_only_nodes(graph))
+    return [
+        INT8_OF_FP32.get(node.op_type, node.op_type)
+        for node in graph.node
+        if node.name not in added and node.op_type not in QUANTIZATION_OPS
     ]
-    axes = onnx.numpy_helper.from_array(np.array([2], np.int64), "mean_axes")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["input", "w"], ["conv"], name="conv", pads=[1, 1]),
-            helper.make_node("Slice", ["conv", "s", "e", "a"], ["cropped"], name="crop"),
-            helper.make_node("ReduceMean", ["cropped", "mean_axes"], ["logits"], name="mean", keepdims=0),
-        ],
-        "padded",
-        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 2, 9])],
-        [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", 2])],
-        [weight, *bounds, axes],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    rewritten = int8_friendly_graph(model)
-    (crop,) = [node for node in rewritten.graph.node if node.op_type == "Slice"]
-    assert crop.input[0] == "conv"
-    onnx.save(model, str(tmp_path / "a.onnx"))
-    onnx.save(rewritten, str(tmp_path / "b.onnx"))
-    x = np.random.default_rng(1).standard_normal((3, 2, 9), dtype=np.float32)
-    np.testing.assert_allclose(
-        OnnxClassifier(tmp_path / "b.onnx")(x), OnnxClassifier(tmp_path / "a.onnx")(x), atol=1e-6
-    )
 
 
-def test_quantizing_without_the_rewrite_keeps_the_exported_tail(tiny):
-    record = run_ptq(tiny, "no_rewrite", rewrite_graph=False)
-    assert record["op_counts"].get("ReduceMean") == 1 and record["rewrite_graph"] is False
-    assert record["op_counts"].get("QLinearConv") == 2
+@pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
+@pytest.mark.parametrize(
+    ("spec", "length"),
+    # Every last block output is odd: separable stacks crop their input, a residual one its end.
+    [
+        (TINY_SPEC, TINY_LENGTH),
+        (ModelSpec(6, 4, (BlockSpec(5, 2, 12), BlockSpec(3, 1, 8))), 40),
+        (RESIDUAL_SPEC, 76),
+    ],
+    ids=["separable", "separable-2-blocks", "residual"],
+)
+def test_fp32_and_int8_graphs_differ_only_by_quantization(tmp_path, spec, length, quant_format):
+    setup = {
+        "fp32": export_random_model(spec, length, tmp_path / "fp32.onnx"),
+        "train": np.random.default_rng(0).standard_normal((64, spec.in_channels, length), dtype=np.float32),
+        "dir": tmp_path,
+    }
+    record = run_ptq(setup, "int8", quant_format=quant_format)
+    fp32_ops = fp32_op_sequence(setup["fp32"])
+    assert {"Slice", "GlobalAveragePool"} <= set(fp32_ops) and "ReduceMean" not in fp32_ops
+    assert not {"Pad", "Gather", "Transpose"} & set(fp32_ops), "the ops the int8-only rewrites add"
+    assert int8_op_sequence(tmp_path / "int8.onnx") == fp32_ops
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    added = Counter(node.op_type for node in graph.node if node.name in set(int8_only_nodes(graph)))
+    assert set(added) <= {"Pad", "Gather", "Transpose"}
+    assert added["Gather"] == len(record["depthwise_channels_padded"])
+    if quant_format == "QOperator":  # (QDQ leaves a residual block's convs unpadded)
+        assert record["depthwise_channels_padded"] and added["Pad"] > added["Gather"]
+    assert added["Transpose"] == len(record["channels_last_pools"])
 
 
 QUANTIZE_WITHOUT_TORCH = """

@@ -18,6 +18,7 @@ from prunequant.quantize import (
     quantize_static_int8,
 )
 from prunequant.quantize.agreement import agreement
+from prunequant.quantize.fold import input_steps_used
 
 SEED_SPEC = ModelSpec(in_channels=20, n_classes=10, blocks=(BlockSpec(25, 2, 140),))
 TWO_BLOCK_SPEC = ModelSpec(in_channels=6, n_classes=4, blocks=(BlockSpec(7, 2, 24), BlockSpec(5, 1, 16)))
@@ -60,20 +61,81 @@ def test_fold_batchnorm_preserves_outputs(spec, length):
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("length", [64, 65])
-def test_deployment_model_computes_the_same_function(length):
+RESIDUAL_SPEC = ModelSpec(
+    in_channels=6, n_classes=4, blocks=(BlockSpec(7, 2, 24), BlockSpec(5, 1, 16)), arch="residual"
+)
+
+
+@pytest.mark.parametrize("spec", [TWO_BLOCK_SPEC, RESIDUAL_SPEC], ids=["separable", "residual"])
+@pytest.mark.parametrize("length", [64, 65, 67])
+def test_deployment_model_computes_the_same_function(spec, length):
     generator = torch.Generator().manual_seed(2)
     torch.manual_seed(2)
-    model = build_model(TWO_BLOCK_SPEC)
+    model = build_model(spec)
     randomize_batchnorm(model, generator)
     model.eval()
     deployed = deployment_model(model)
     assert isinstance(model.blocks[-1].pool, nn.AvgPool1d), "original must be untouched"
     assert not isinstance(deployed.blocks[-1].pool, nn.AvgPool1d)
     assert isinstance(deployed.blocks[0].pool, nn.AvgPool1d)  # earlier pools feed convs: kept
-    x = torch.randn(5, TWO_BLOCK_SPEC.in_channels, length, generator=generator)
+    x = torch.randn(5, spec.in_channels, length, generator=generator)
     with torch.no_grad():
         torch.testing.assert_close(deployed(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("length", "steps"),
+    # 64 steps: conv 29, pool 14, conv 10 (even: nothing to crop); 67: 31, 15, 11 -> 10 kept, which
+    # read 14 pooled steps, 28 conv steps, 61 input steps; 68 and 67 need the same 61.
+    [(64, 64), (67, 61), (68, 61)],
+)
+def test_input_crop_keeps_exactly_the_steps_the_last_crop_uses(length, steps):
+    windows = tuple((block.kernel_size, block.stride) for block in TWO_BLOCK_SPEC.blocks)
+    assert input_steps_used(length, windows) == steps
+    generator = torch.Generator().manual_seed(4)
+    model = build_model(TWO_BLOCK_SPEC).eval()
+    randomize_batchnorm(model, generator)
+    x = torch.randn(3, TWO_BLOCK_SPEC.in_channels, length, generator=generator)
+    changed = x.clone()
+    changed[..., steps:] = 1e3  # steps past the crop reach no output
+    with torch.no_grad():
+        torch.testing.assert_close(deployment_model(model)(changed), model(x), atol=1e-5, rtol=1e-5)
+        if steps < length:  # a crop keeps no step more than needed: its last one reaches the output
+            changed[..., steps - 1] = 1e3
+            assert (model(changed) - model(x)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("spec", [TWO_BLOCK_SPEC, RESIDUAL_SPEC], ids=["separable", "residual"])
+@pytest.mark.parametrize("length", [64, 67])
+def test_fp32_onnx_predicts_what_the_torch_model_does(tmp_path, spec, length):
+    generator = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    model = build_model(spec)
+    randomize_batchnorm(model, generator)
+    model.eval()
+    path = export_onnx(
+        deployment_model(model), tmp_path / "fp32.onnx", n_channels=spec.in_channels, length=length
+    )
+    x = torch.randn(64, spec.in_channels, length, generator=generator)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    actual = OnnxClassifier(path)(x.numpy())
+    assert np.abs(expected).max() > 0.1, "outputs too small for the comparison to mean anything"
+    np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-5)
+    np.testing.assert_array_equal(actual.argmax(1), expected.argmax(1))
+    ops = count_quantized_ops(path)
+    assert ops.get("GlobalAveragePool") == 1 and "ReduceMean" not in ops, "the mean must be a global pool"
+    assert "BatchNormalization" not in ops
+    # Separable blocks crop the model input; a residual stack crops behind its last block.
+    graph = onnx.load(str(path)).graph
+    crops = [node for node in graph.node if node.op_type == "Slice"]
+    if length == 64:
+        assert crops == [], "an even last block output needs no crop"
+    elif spec.arch == "separable":
+        assert [crop.input[0] for crop in crops] == ["input"]
+    else:
+        (crop,) = crops
+        assert next(n for n in graph.node if crop.input[0] in n.output).op_type == "Relu"
 
 
 def test_fold_batchnorm_uses_running_stats_of_a_training_mode_model(randomized_bn_model):
@@ -173,6 +235,7 @@ def test_export_onnx_graph_interface(trained):
     ops = count_quantized_ops(trained["fp32"])
     assert "BatchNormalization" not in ops and ops["Conv"] == 2
     assert "AveragePool" not in ops, "the last block's pooling must become a crop"
+    assert ops["GlobalAveragePool"] == 1 and "ReduceMean" not in ops
     assert not has_int8_ops(ops)
     assert all(len(node.metadata_props) == 0 for node in model.graph.node), "debug metadata must be stripped"
 

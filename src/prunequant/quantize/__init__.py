@@ -1,14 +1,17 @@
 """Deployment and int8 quantization through ONNX and ONNX Runtime, one job per module.
 
-The path is: fold BatchNorm away in torch (:mod:`.fold`) → export fp32 ONNX (:mod:`.export`)
-→ rewrite it into a form whose int8 version runs fast (:mod:`.int8_graph`) → ORT pre-process
-and ``quantize_static`` with a calibration set (:mod:`.ptq`) → run in
-ONNX Runtime (:mod:`.runtime`). ONNX is a stable exchange format and ORT's quantizer and
-int8 kernels (QLinearConv, QGemm, ...) do not depend on torch internals, so this survives
-torch releases where ``torch.ao.quantization`` (deprecated) would not.
+The path is: the deployment form in torch, BatchNorm folded and the last pooling a crop
+(:mod:`.fold`) → export fp32 ONNX (:mod:`.export`) → ORT pre-process and ``quantize_static``
+with a calibration set (:mod:`.ptq`; partial quantization :mod:`.partial`; quantization-aware
+training :mod:`.qat`, with :mod:`.fake_quant` and :mod:`.qat_convert`) → int8-only rewrites of
+the quantized graph (:mod:`.int8_graph`) → run in ONNX Runtime (:mod:`.runtime`). The fp32
+model and its int8 child are exported from the same form, so they differ only by quantization.
+ONNX is a stable exchange format and ORT's quantizer and int8 kernels (QLinearConv, QGemm, ...)
+do not depend on torch internals, so this survives torch releases where
+``torch.ao.quantization`` (deprecated) would not.
 
 Names are re-exported lazily: importing the package loads no submodule, so a job
-that imports one module depends on that module only (see :mod:`prunequant.sources`).
+that imports one module depends on that module only (see :mod:`prunequant.workflow.code_digests`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from prunequant.lazy import lazy_exports
 _EXPORTS = {
     "DEFAULT_OPSET": "prunequant.quantize.export",
     "export_onnx": "prunequant.quantize.export",
-    "CropToEven": "prunequant.quantize.fold",
+    "DeploymentForm": "prunequant.quantize.fold",
     "deployment_model": "prunequant.quantize.fold",
     "fold_batchnorm": "prunequant.quantize.fold",
     "CALIBRATION_METHODS": "prunequant.quantize.ptq",
@@ -30,13 +33,12 @@ _EXPORTS = {
     "quantize_static_int8": "prunequant.quantize.ptq",
     "select_calibration": "prunequant.quantize.ptq",
     "OnnxClassifier": "prunequant.quantize.runtime",
-    "FakeQuantModel": "prunequant.quantize.qat",
-    "convert_to_int8": "prunequant.quantize.qat",
+    "FakeQuantModel": "prunequant.quantize.fake_quant",
+    "convert_to_int8": "prunequant.quantize.qat_convert",
     "load_qat": "prunequant.quantize.qat",
     "run_qat": "prunequant.quantize.qat",
     "quantize_partial": "prunequant.quantize.partial",
     "float_nodes_of": "prunequant.quantize.ptq",
-    "int8_friendly_graph": "prunequant.quantize.int8_graph",
     "pad_depthwise_channels": "prunequant.quantize.int8_graph",
     "float_logits": "prunequant.quantize.int8_graph",
     "channels_last_global_pools": "prunequant.quantize.int8_graph",

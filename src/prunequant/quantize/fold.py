@@ -1,8 +1,10 @@
-"""The deployment form of a trained model: BatchNorm folded away exactly, the last pooling a crop.
+"""The deployment form of a trained model: the one graph that fp32 and int8 are both exported from.
 
-Works for both architectures and any number of blocks: in a residual block BatchNorm directly
-follows the pointwise conv and folds back into it; in a separable block it follows the ReLU and
-folds forward into whatever consumes the block.
+BatchNorm is folded away exactly, the last pooling becomes a crop, and that crop sits as early as
+it stays exact: on the model input for separable blocks, where every op before it is an unpadded
+conv, a ReLU or a pooling. Works for both architectures and any number of blocks: in a residual
+block BatchNorm directly follows the pointwise conv and folds back into it; in a separable block it
+follows the ReLU and folds forward into whatever consumes the block.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import copy
 import torch
 from torch import nn
 
-from prunequant.model import CropToEven, ResidualBlock
+from prunequant.model import CropToEven, ResidualBlock, SeparableBlock
 
-__all__ = ["fold_batchnorm", "CropToEven", "deployment_model"]
+__all__ = ["fold_batchnorm", "DeploymentForm", "deployment_model", "crop_to_steps_used", "input_steps_used"]
 
 
 def _bn_affine(norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,14 +91,79 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
-def deployment_model(model: nn.Module) -> nn.Module:
-    """The same function, cheaper to run: BatchNorm folded, and the last pooling removed.
+def input_steps_used(length: int, windows: tuple[tuple[int, int], ...]) -> int:
+    """Leading input steps that a separable stack ending in a crop to even length reads.
 
-    The last block's AvgPool1d(2) is followed only by the global mean over time, and the mean
-    of pairwise means is the mean over the first 2*floor(L/2) steps. Pooling costs as much as
-    the convolutions here (more in int8, whose QLinearAveragePool is slow), so the last pool
-    becomes a crop.
+    ``windows`` holds each block's depthwise (kernel, stride); every block but the last ends in
+    AvgPool1d(2), the last in the crop. An unpadded conv's first n outputs read its first
+    (n - 1) * stride + kernel inputs, and a pool's first n outputs its first 2n. Returns
+    ``length`` when the last block's output is already even: then no computed step is dropped,
+    and a crop would only add a copy.
     """
-    deployed = fold_batchnorm(model)
-    deployed.blocks[-1].pool = CropToEven()
-    return deployed
+    steps = length
+    for index, (kernel, stride) in enumerate(windows):
+        steps = (steps - kernel) // stride + 1
+        if index + 1 < len(windows):
+            steps //= 2
+    if steps % 2 == 0:
+        return length
+    steps -= 1
+    for index, (kernel, stride) in reversed(list(enumerate(windows))):
+        if index + 1 < len(windows):
+            steps *= 2
+        steps = (steps - 1) * stride + kernel
+    return steps
+
+
+@torch.fx.wrap  # a leaf of traced graphs (the QAT model): how far it crops depends on the input length
+def crop_to_steps_used(x: torch.Tensor, windows: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """``x`` cropped to its first :func:`input_steps_used` steps (``x`` itself when that is all)."""
+    steps = input_steps_used(x.shape[-1], windows)
+    return x if steps == x.shape[-1] else x[..., :steps]
+
+
+class DeploymentForm(nn.Module):
+    """A folded model's blocks and head, computing the model's function with fewer steps and ops.
+
+    ``input_windows`` (separable stacks only): each block's depthwise (kernel, stride), by which
+    the input is cropped to the steps the crop-to-even at the end keeps (:func:`input_steps_used`),
+    so that every op computes only steps that reach the output; None leaves the crop in the last
+    block. The mean over time is written so that the ONNX export makes it a GlobalAveragePool
+    (:func:`prunequant.quantize.export.export_onnx`). Submodule names are the model's (``blocks``,
+    ``head``), so exported weights keep their parameter names.
+    """
+
+    def __init__(self, blocks: nn.Sequential, head: nn.Linear, input_windows: tuple | None):
+        super().__init__()
+        self.blocks = blocks
+        self.head = head
+        self.input_windows = input_windows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_windows is not None:
+            x = crop_to_steps_used(x, self.input_windows)
+        return self.head(self.blocks(x).mean(dim=-1))
+
+
+def deployment_model(model: nn.Module) -> DeploymentForm:
+    """The same function, cheaper to run: BatchNorm folded, the last pooling a crop, moved up.
+
+    The last block's AvgPool1d(2) is followed only by the global mean over time, and the mean of
+    pairwise means is the mean over the first 2*floor(L/2) steps. Pooling costs as much as the
+    convolutions here (more in int8, whose QLinearAveragePool is slow), so it becomes a crop. In a
+    separable stack no op before it is padded, so the crop moves to the model input: the convs
+    skip the steps it would drop, and the mean reads a whole tensor, which ONNX Runtime runs as an
+    int8 GlobalAveragePool straight from the last conv's channels-last output. In a residual stack
+    the crop stays behind the last block: its padding and skip connection read steps the crop
+    would drop. Returns an eval-mode copy; ``model`` is untouched.
+    """
+    folded = fold_batchnorm(model)
+    blocks = list(folded.blocks)
+    separable = bool(blocks) and all(isinstance(block, SeparableBlock) for block in blocks)
+    if separable:
+        blocks[-1].pool = nn.Identity()
+        windows = tuple((block.depthwise.kernel_size[0], block.depthwise.stride[0]) for block in blocks)
+    else:
+        blocks[-1].pool = CropToEven()
+        windows = None
+    return DeploymentForm(folded.blocks, folded.head, windows).eval()

@@ -65,7 +65,8 @@ def quantize_partial(
     """Quantize with the most sensitive layers left in float, so that the validation drop <= ``budget_pp``.
 
     ``ptq_settings`` are :func:`quantize_ptq`'s recipe keywords (``calibration_samples``,
-    ``calibration_method``, ``percentile``, ``quant_format``, ``per_channel``, ``rewrite_graph``);
+    ``calibration_method``, ``percentile``, ``quant_format``, ``per_channel``, and the int8 graph
+    options ``depthwise_channel_multiple`` and ``lean_tail``);
     every candidate uses the same recipe and the same seeded calibration set. Writes the chosen
     model to ``int8_path`` and a JSON record to ``record_path``, and returns the record: fp32 and
     fully-int8 validation accuracy, one row per layer ``{node, op_type, val_accuracy, drop_pp}``

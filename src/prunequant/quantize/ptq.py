@@ -20,11 +20,7 @@ import onnxruntime as ort
 from onnxruntime import quantization as ortq
 
 from prunequant.errors import UserError
-from prunequant.quantize.int8_graph import (
-    DEPTHWISE_CHANNEL_MULTIPLE,
-    finish_int8_graph_in_file,
-    int8_friendly_graph,
-)
+from prunequant.quantize.int8_graph import DEPTHWISE_CHANNEL_MULTIPLE, finish_int8_graph_in_file
 from prunequant.quantize.onnx_files import quiet, strip_debug_metadata
 
 __all__ = [
@@ -167,12 +163,13 @@ def quantize_static_int8(
     nodes_to_exclude: Sequence[str] = (),
     batch_size: int = CALIBRATION_BATCH,  # largest calibration batch; see calibration_batch_size
     reduce_range: bool = False,
-    rewrite_graph: bool = True,  # apply int8_friendly_graph first (same function, faster int8 graph)
 ) -> Path:
     """Quantize an fp32 ONNX classifier to int8 with activation ranges from ``calibration``.
 
-    ``calibration`` is float32 [N, C, T]. ``quant_format`` is "QOperator" (QLinearConv etc.)
-    or "QDQ" (Quantize/DequantizeLinear around float ops, fused by ORT at load time).
+    The graph is quantized as it was exported (the deployment form), so the int8 model differs
+    from its fp32 parent only by quantization. ``calibration`` is float32 [N, C, T].
+    ``quant_format`` is "QOperator" (QLinearConv etc.) or "QDQ" (Quantize/DequantizeLinear
+    around float ops, fused by ORT at load time).
     ``calibration_method`` is "MinMax", "Entropy" or "Percentile". ``nodes_to_exclude`` names
     Conv/Gemm/MatMul nodes of the fp32 graph that stay in float.
     """
@@ -180,13 +177,9 @@ def quantize_static_int8(
     _check_quant_args(calibration, quant_format, calibration_method, batch_size, percentile)
     int8_path = Path(int8_path)
     with tempfile.TemporaryDirectory() as tmpdir:
-        source = Path(fp32_path)
-        if rewrite_graph:
-            source = Path(tmpdir) / "rewritten.onnx"
-            onnx.save(int8_friendly_graph(onnx.load(str(fp32_path))), str(source))
         prepared = Path(tmpdir) / "prepared.onnx"
         quantized = Path(tmpdir) / "int8.onnx"
-        prepare_for_quantization(source, prepared)
+        prepare_for_quantization(fp32_path, prepared)
         # Names are checked on the pre-processed graph: that is the one the quantizer sees.
         _check_nodes_to_exclude(onnx.load(str(prepared)), nodes_to_exclude)
         with quiet():
@@ -242,7 +235,6 @@ def quantize_ptq(
     quant_format: str,
     per_channel: bool,
     nodes_to_exclude: Sequence[str] = (),
-    rewrite_graph: bool = True,
     depthwise_channel_multiple: int = DEPTHWISE_CHANNEL_MULTIPLE,
     lean_tail: bool = True,
 ) -> dict:
@@ -251,7 +243,6 @@ def quantize_ptq(
 
     ``calibration_samples`` None uses every training sample. Calibration never sees validation
     or test data. ``nodes_to_exclude`` names Conv/Gemm/MatMul nodes that stay in float.
-    ``rewrite_graph`` first applies :func:`int8_friendly_graph` (same function, faster int8);
     ``depthwise_channel_multiple`` is :func:`pad_depthwise_channels`' (1: no padding);
     ``lean_tail`` applies :func:`float_logits` and :func:`channels_last_global_pools` (see
     :func:`finish_int8_graph_in_file`).
@@ -266,7 +257,6 @@ def quantize_ptq(
         per_channel=per_channel,
         percentile=percentile,
         nodes_to_exclude=nodes_to_exclude,
-        rewrite_graph=rewrite_graph,
     )
     graph_rewrites = finish_int8_graph_in_file(
         int8_path, depthwise_channel_multiple=depthwise_channel_multiple, lean_tail=lean_tail
@@ -288,7 +278,6 @@ def quantize_ptq(
         "weight_type": "int8",
         "seed": seed,
         "nodes_to_exclude": list(nodes_to_exclude),
-        "rewrite_graph": rewrite_graph,
         **graph_rewrites,  # depthwise_channels_padded, float_logits, channels_last_pools
         "float_nodes": float_nodes,
         "quantized_nodes": [name for name in all_layers if name not in float_nodes],
