@@ -15,7 +15,7 @@ from prunequant.config import (  # noqa: E402
     study_problems,
     training_gpus,
 )
-from prunequant.sources import library_digests  # noqa: E402
+from prunequant.workflow.code_digests import library_digests  # noqa: E402
 from prunequant.layout import (  # noqa: E402
     CANDIDATE_OUTPUTS,
     LATENCY_RUNTIMES,
@@ -38,11 +38,8 @@ def _stop_on(problems):
         raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
-# Every check runs before any job: a bad setting costs seconds, not a training run. A config
-# already found valid is not validated again (a marker per schema + config digest).
-_stop_on(
-    config_problems(config, SCHEMA, validated_dir=".prunequant-cache/valid-configs")
-)
+# Every check runs before any job: a bad setting costs seconds, not a training run.
+_stop_on(config_problems(config, SCHEMA))
 _stop_on(
     missing_data_files(config["data"])
     + model_problems(
@@ -83,15 +80,17 @@ wildcard_constraints:
 
 
 def code(script):
-    """Digests of the library modules a rule's script imports: an edit to one reruns the rule.
+    """Digests of the code a rule's script runs, itself and the library modules it imports: a
+    code edit reruns the rule, a comment or docstring edit does not.
 
-    A params value, so it costs the DAG nothing and a moved project (or one mounted elsewhere
-    on a cluster node) keeps the same digests and plans nothing new.
+    A params value of its own, so `snakemake -n` names the edited modules as the params that
+    changed; it costs the DAG nothing, and a moved project (or one mounted elsewhere on a
+    cluster node) keeps the same digests and plans nothing new.
     """
     return library_digests(
         Path(workflow.basedir) / "scripts" / f"{script}.py",
         Path(workflow.basedir) / "src" / "prunequant",
-        cache_file=".prunequant-cache/code-digests.json",
+        memo_file=".prunequant-cache/code-digests.json",
     )
 
 
@@ -102,6 +101,20 @@ def dataset(wildcards):
 
 def trained_model(wildcards):
     return STUDY.trained_model(wildcards.run, wildcards.model)
+
+
+def teacher(wildcards):
+    """Input function: the teacher checkpoint of a distilled training (nothing for the others);
+    a QAT job's comes from its recipe."""
+    recipe = getattr(wildcards, "recipe", None)
+    return STUDY.teacher_inputs(wildcards.run, wildcards.model, recipe)
+
+
+def distillation(wildcards):
+    """Params function: a training's distillation settings, or None (labels only)."""
+    return stable_setting(
+        STUDY.distillation(wildcards.model, getattr(wildcards, "recipe", None))
+    )
 
 
 def run_seed(wildcards):

@@ -7,6 +7,7 @@ rule prune:
                 "model": STUDY.trained_model(wildcards.run, "baseline"),
                 "dataset": dataset(wildcards),
             }
+            | STUDY.teacher_inputs(wildcards.run, wildcards.model)
             | (
                 {"sensitivity": STUDY.sensitivity_curve(wildcards.run)}
                 if parse_model(wildcards.model).family == "sensitivity"
@@ -36,6 +37,7 @@ rule prune:
         min_channels=config["prune"]["min_channels"],
         not_prunable=config["model"]["not_prunable"],
         training=stable_setting(config["finetune"]),
+        distillation=distillation,
         device=config["device"],
         resume=f"{RESUME_DIR}/{{run}}/prune/{{model}}",
     script:
@@ -67,6 +69,7 @@ rule sensitivity:
 # Unstructured magnitude pruning: masks held at zero through fine-tuning, then made permanent.
 rule sparsify:
     input:
+        unpack(teacher),
         model=rules.train_baseline.output.model,
         dataset=dataset,
     output:
@@ -91,6 +94,7 @@ rule sparsify:
         batch_size=config["evaluate"]["batch_size"],
         not_prunable=config["model"]["not_prunable"],
         training=stable_setting(config["finetune"]),
+        distillation=distillation,
         device=config["device"],
         resume=f"{RESUME_DIR}/{{run}}/sparsify/{{model}}.pt",
     script:
@@ -101,6 +105,7 @@ rule sparsify:
 # from random initialisation with the baseline's settings and epoch budget.
 rule from_scratch:
     input:
+        unpack(teacher),
         dataset=dataset,
     output:
         model="results/from_scratch/{run}/{model}/model.pt",
@@ -125,6 +130,7 @@ rule from_scratch:
         blocks=stable_setting(config["model"]["blocks"]),
         not_prunable=config["model"]["not_prunable"],
         training=stable_setting(config["train"]),
+        distillation=distillation,
         device=config["device"],
         resume=f"{RESUME_DIR}/{{run}}/from_scratch/{{model}}.pt",
     script:

@@ -28,6 +28,7 @@ rule quantize:
 # Quantization-aware training: fake-quantized fine-tuning, then a real int8 model in ONNX Runtime.
 rule qat:
     input:
+        unpack(teacher),
         model=trained_model,
         parent_predictions=rules.export_onnx.output.predictions,
         dataset=dataset,
@@ -52,6 +53,7 @@ rule qat:
         variant=variant("int8"),
         batch_size=config["evaluate"]["batch_size"],
         recipe=lambda wildcards: stable_setting(STUDY.recipe(wildcards.recipe)),
+        distillation=distillation,
         device=config["device"],
         resume=f"{RESUME_DIR}/{{run}}/qat/{{model}}/{{recipe}}.pt",
     script:

@@ -1,11 +1,11 @@
-from prunequant.warmstart import continue_in_warm_process
+from prunequant.workflow.warmstart import continue_in_warm_process
 
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
 from prunequant.evaluation import score_stage_output
-from prunequant.jobs import job_logging
 from prunequant.training import run_structured_pruning
 from prunequant.variants import method_settings
+from prunequant.workflow.jobs import job_logging
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_structured_pruning(
@@ -17,6 +17,8 @@ with job_logging(snakemake.log[0], threads=snakemake.threads):
         not_prunable=snakemake.params.not_prunable,
         training=snakemake.params.training,
         seed=snakemake.params.variant["seed"],
+        distillation=snakemake.params.distillation,
+        teacher_path=snakemake.input.get("teacher"),
         device=snakemake.params.device,
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,

@@ -150,3 +150,57 @@ def test_one_run_is_no_method_verdict_and_stays_out_of_the_family(fixture_study)
     assert (comparisons["verdict"] == SINGLE_RUN).all()
     assert comparisons["p_adjusted"].isna().all() and (comparisons["adjustment"] == "").all()
     assert resolution_summary(comparisons, StatisticsSettings(SETTINGS)) == {"n_family": 0}
+
+
+def test_distilled_variants_are_compared_with_their_plain_twins_and_kept_out_of_the_pruning_questions():
+    rows = [
+        ("baseline", "fp32_torch", "baseline", "", 0.0),
+        ("baseline", "int8-qat_onnxruntime", "baseline", "qat", 0.0),
+        ("baseline", "int8-qat_kd_onnxruntime", "baseline", "qat_kd", 0.0),
+        ("random-layer-oneshot-r0.5", "fp32_torch", "structured", "", 0.5),
+        ("l1-layer-oneshot-r0.5", "fp32_torch", "structured", "", 0.5),
+        ("l1-layer-oneshot-r0.5-kd", "fp32_torch", "structured", "", 0.5),
+        ("scratch-r0.5", "fp32_torch", "scratch", "", 0.5),
+        ("scratch-r0.5-kd", "fp32_torch", "scratch", "", 0.5),
+    ]
+    summary = pd.DataFrame(
+        [
+            {
+                "variant": f"{model}/{deployment}",
+                "model": model,
+                "deployment": deployment,
+                "precision": "int8" if deployment.startswith("int8") else "fp32",
+                "recipe": recipe,
+                "family": family,
+                "rate": rate,
+                "criterion": model.split("-")[0] if family == "structured" else "",
+                "scope": "layer" if family == "structured" else "",
+                "schedule": "oneshot" if family == "structured" else "",
+                "nonzero_parameters": 100,
+            }
+            for model, deployment, family, recipe, rate in rows
+        ]
+    )
+    planned = planned_comparisons(summary, recipe_twins={"qat_kd": "qat"})
+    by_question = planned.groupby("question").apply(
+        lambda group: sorted(zip(group["variant"], group["reference"], strict=True)), include_groups=False
+    )
+    assert by_question["distilled_vs_plain"] == sorted(
+        [
+            ("baseline/int8-qat_kd_onnxruntime", "baseline/int8-qat_onnxruntime"),
+            ("l1-layer-oneshot-r0.5-kd/fp32_torch", "l1-layer-oneshot-r0.5/fp32_torch"),
+            ("scratch-r0.5-kd/fp32_torch", "scratch-r0.5/fp32_torch"),
+        ]
+    )
+    assert by_question["distilled_scratch_vs_pruned"] == [
+        ("scratch-r0.5-kd/fp32_torch", "l1-layer-oneshot-r0.5/fp32_torch")
+    ]
+    # the pruning questions compare methods trained on labels alone
+    assert by_question["criterion_vs_random"] == [
+        ("l1-layer-oneshot-r0.5/fp32_torch", "random-layer-oneshot-r0.5/fp32_torch")
+    ]
+    assert by_question["pruned_vs_scratch"] == [
+        ("l1-layer-oneshot-r0.5/fp32_torch", "scratch-r0.5/fp32_torch")
+    ]
+    # … while every variant, distilled or not, is still compared with the baseline
+    assert ("l1-layer-oneshot-r0.5-kd/fp32_torch", "baseline/fp32_torch") in by_question["vs_baseline"]

@@ -8,6 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from conftest import write_prepared_dataset
+from test_ptq import fp32_op_sequence, int8_op_sequence
 from torch import nn
 
 import prunequant.engine
@@ -15,14 +16,10 @@ from prunequant.checkpoint import load_model
 from prunequant.engine import TrainConfig, train
 from prunequant.errors import UserError
 from prunequant.model import BlockSpec, ModelSpec, build_model
-from prunequant.quantize import OnnxClassifier, deployment_model
-from prunequant.quantize.qat import (
-    ActivationFakeQuant,
-    FakeQuantModel,
-    convert_to_int8,
-    load_qat,
-    run_qat,
-)
+from prunequant.quantize import OnnxClassifier, deployment_model, export_onnx
+from prunequant.quantize.fake_quant import ActivationFakeQuant, FakeQuantModel
+from prunequant.quantize.qat import load_qat, run_qat
+from prunequant.quantize.qat_convert import convert_to_int8
 
 SPEC = ModelSpec(in_channels=4, n_classes=3, blocks=(BlockSpec(5, 2, 16), BlockSpec(3, 1, 12)))
 LENGTH = 40
@@ -106,6 +103,30 @@ def qat_run(trained_fp32):
         model_path=directory / "fp32.pt",
         dataset_path=directory / "dataset.npz",
         epochs=2,
+        **QAT_SETTINGS,
+        **paths,
+    )
+    return record, paths, dataset
+
+
+@pytest.fixture(scope="module")
+def distilled_qat_run(trained_fp32):
+    """The same QAT with the fp32 model as its float teacher (soft targets)."""
+    directory, dataset = trained_fp32
+    paths = qat_paths(directory, "qat_kd")
+    distillation = {
+        "name": "kd",
+        "loss": "soft_targets",
+        "temperature": 4.0,
+        "alpha": 0.7,
+        "teacher": "baseline",
+    }
+    record = run_qat(
+        model_path=directory / "fp32.pt",
+        dataset_path=directory / "dataset.npz",
+        epochs=2,
+        distillation=distillation,
+        teacher_path=directory / "fp32.pt",
         **QAT_SETTINGS,
         **paths,
     )
@@ -242,12 +263,9 @@ def test_first_block_int8_outputs_equal_the_fake_quant_ones_exactly(qat_run):
         assert (int8_output[:, channels:] == int(quantizer.zero_point)).all(), layer
         int8_output = int8_output[:, :channels]
         assert len(np.unique(int8_output)) > 50, "too few distinct levels for the comparison to mean anything"
-        # The int8 graph crops the input to the steps the final crop keeps: compare those.
-        kept = int8_output.shape[-1]
-        assert kept >= fake_quant.shape[-1] - 2
-        np.testing.assert_array_equal(
-            fake_quant[..., :kept].numpy(), int8_output.astype(np.float32), err_msg=layer
-        )
+        # Both crop the input to the steps the final crop keeps (LENGTH 40 -> 35): the same tensors.
+        assert int8_output.shape == fake_quant.shape == (len(dataset.X_test), channels, 16), layer
+        np.testing.assert_array_equal(fake_quant.numpy(), int8_output.astype(np.float32), err_msg=layer)
 
 
 # --------------------------------------------------------------------------- training and deployment
@@ -270,8 +288,9 @@ def test_training_moves_every_weight_through_the_ste():
         assert not torch.equal(model.fake_quant_layer(name).layer.weight, weight), name
 
 
-def test_deployed_int8_agrees_with_the_fake_quant_model(qat_run):
-    record, paths, dataset = qat_run
+@pytest.mark.parametrize("run", ["qat_run", "distilled_qat_run"])
+def test_deployed_int8_agrees_with_the_fake_quant_model(run, request):
+    record, paths, dataset = request.getfixturevalue(run)
     assert record["best_epoch"] in (1, 2)
     counts = record["op_counts"]
     assert (
@@ -302,6 +321,15 @@ def test_deployed_int8_agrees_with_the_fake_quant_model(qat_run):
     assert record["val_accuracy_fake_quant"] == pytest.approx(
         np.mean(fake_quant(torch.from_numpy(dataset.X_val)).argmax(1).numpy() == dataset.y_val) * 100
     )
+
+
+def test_a_teacher_changes_what_qat_learns_and_is_recorded(qat_run, distilled_qat_run):
+    plain, distilled = qat_run[0], distilled_qat_run[0]
+    assert "distillation" not in plain["settings"]
+    assert distilled["settings"]["distillation"]["temperature"] == 4.0
+    plain_state = load_qat(qat_run[1]["checkpoint_path"]).state_dict()
+    distilled_state = load_qat(distilled_qat_run[1]["checkpoint_path"]).state_dict()
+    assert any(not torch.equal(plain_state[key], distilled_state[key]) for key in plain_state)
 
 
 def test_qat_checkpoint_differs_from_the_fp32_weights(qat_run, trained_fp32):
@@ -394,3 +422,48 @@ def test_residual_adds_are_quantized_like_ort_does():
     assert model.layers["1.depthwise"].input == "_0_relu"
     model.calibrate(torch.randn(8, 4, 20, generator=torch.Generator().manual_seed(0)))
     assert model.qparams("_1_relu")[1] == 0, "the fused ReLU's range starts at 0"
+
+
+RESIDUAL_SPEC = ModelSpec(
+    in_channels=4, n_classes=3, blocks=(BlockSpec(5, 2, 8), BlockSpec(3, 1, 8)), arch="residual"
+)
+
+
+@pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
+def test_a_residual_model_converts_with_its_qat_ranges(tmp_path, quant_format):
+    """Block 0's zero padding keeps the input's grid, so its conv and its skip read one quantized
+    input, as in the int8 graph, where the exporter folded the padding into the conv."""
+    generator = torch.Generator().manual_seed(4)
+    torch.manual_seed(4)
+    model = build_model(RESIDUAL_SPEC)
+    randomize_batchnorm(model, generator)
+    fake_quant = FakeQuantModel(deployment_model(model.eval()), per_channel=True, reduce_range=True)
+    assert fake_quant.layers["blocks.0.depthwise"].input == fake_quant.layers["blocks.0.skip"].input == "x"
+    length = 42  # conv 21, pool 10, conv 10: no crop
+    inputs = torch.randn(64, RESIDUAL_SPEC.in_channels, length, generator=generator)
+    fake_quant.calibrate(inputs)
+    fake_quant.eval()
+    record = convert_to_int8(
+        fake_quant,
+        tmp_path / "int8.onnx",
+        inputs.numpy(),
+        quant_format=quant_format,
+        n_channels=RESIDUAL_SPEC.in_channels,
+        length=length,
+    )
+    assert record["quantized_activation_tensors"] >= 8
+    with torch.no_grad():
+        reference = fake_quant(inputs).numpy()
+    deployed = OnnxClassifier(tmp_path / "int8.onnx")(inputs.numpy())
+    step = float(fake_quant.activation_quantizers[fake_quant.layers["head"].output].scale)
+    assert np.abs(deployed - reference).mean() <= 0.5 * step
+    assert np.mean(deployed.argmax(1) == reference.argmax(1)) >= 0.95
+
+
+def test_qat_int8_graph_is_its_fp32_export_quantized(converted, tmp_path):
+    model, int8_path, _ = converted
+    fp32_path = export_onnx(
+        model.float_model(), tmp_path / "fp32.onnx", n_channels=SPEC.in_channels, length=LENGTH
+    )
+    assert "Slice" in fp32_op_sequence(fp32_path)  # LENGTH 40 ends in 7 steps: the input is cropped
+    assert int8_op_sequence(int8_path) == fp32_op_sequence(fp32_path)

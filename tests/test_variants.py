@@ -11,6 +11,7 @@ from prunequant.variants import (
     configured_models,
     configured_runs,
     deployments,
+    distilled_recipe_twins,
     method_settings,
     parse_deployment,
     parse_model,
@@ -109,10 +110,46 @@ def test_deployments():
         parse_deployment("int4_torch")
 
 
+def test_distilled_twins_are_named_after_their_distillation_and_parse_back():
+    prune = {
+        "structured": [
+            {"criterion": "l1", "scope": "layer", "schedule": "oneshot", "rates": [0.5], "distill": ["kd"]}
+        ],
+        "unstructured": {"scopes": ["layer"], "sparsities": [0.9], "distill": ["kd", "soft_t8"]},
+        "from_scratch": {"rates": [0.5], "distill": ["kd"]},
+    }
+    assert configured_models(prune) == [
+        "baseline",
+        "l1-layer-oneshot-r0.5",
+        "l1-layer-oneshot-r0.5-kd",
+        "sparse-layer-s0.9",
+        "sparse-layer-s0.9-kd",
+        "sparse-layer-s0.9-soft_t8",
+        "scratch-r0.5",
+        "scratch-r0.5-kd",
+    ]
+    student = parse_model("sparse-layer-s0.9-soft_t8")
+    assert (student.family, student.rate, student.distill) == ("unstructured", 0.9, "soft_t8")
+    assert student.undistilled == "sparse-layer-s0.9" and student.method == "magnitude/layer + soft_t8"
+    assert parse_model("l1-layer-oneshot-r0.5").distill == ""
+    assert parse_model("scratch-r0.5-kd").undistilled == "scratch-r0.5"
+
+
+def test_a_distilled_qat_recipe_is_paired_with_its_plain_twin():
+    plain = {"name": "qat", "method": "qat", "epochs": 5, "lr": 1e-4}
+    recipes = [
+        plain,
+        dict(plain, name="qat_kd", distill="kd"),
+        dict(plain, name="qat_long_kd", epochs=9, distill="kd"),
+    ]
+    assert distilled_recipe_twins(recipes) == {"qat_kd": "qat"}
+
+
 def test_method_settings_keep_the_method_fields_and_nothing_else():
     model = parse_model("taylor-global-iter3cubic-r0.5")
     variant = {"run": "seed1", "seed": 1, "model": model.name, "deployment": "fp32_torch", **asdict(model)}
     settings = method_settings(variant)
     assert tuple(settings) == METHOD_FIELDS
-    assert settings == {key: value for key, value in asdict(model).items() if key != "name"}
+    # distillation is how a model was trained, not how it was compressed: the stages get it apart
+    assert settings == {key: value for key, value in asdict(model).items() if key not in ("name", "distill")}
     assert settings["schedule"] == "iterative" and settings["steps"] == 3 and settings["rate"] == 0.5

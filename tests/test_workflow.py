@@ -26,8 +26,8 @@ def test_every_stage_writes_its_outputs(finished_run):
     report = workdir / "results" / "report"
     models = configured_models(config["prune"])
     summary = list(csv.DictReader((report / "summary.csv").open()))
-    # every model in PyTorch fp32, plus the baseline in ONNX Runtime fp32 and by each of 3 recipes
-    assert len(summary) == len(models) + 4
+    # every model in PyTorch fp32, plus the baseline in ONNX Runtime fp32 and by each of 4 recipes
+    assert len(summary) == len(models) + 5
     assert {row["model"] for row in summary} == set(models)
     runs = list(csv.DictReader((report / "runs.csv").open()))
     assert len(runs) == 2 * len(summary) and {row["run"] for row in runs} == {"seed0", "seed1"}
@@ -55,12 +55,14 @@ def test_every_stage_writes_its_outputs(finished_run):
     for figure in report.glob("figures/*.png"):
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"figures/{figure.name}" in markdown
-    assert len(list(report.glob("figures/*.png"))) == 20
+    assert len(list(report.glob("figures/*.png"))) == 21
     comparisons = list(csv.DictReader((report / "comparisons.csv").open()))
     assert {row["question"] for row in comparisons} >= {
         "vs_baseline",
         "criterion_vs_random",
         "pruned_vs_scratch",
+        "distilled_vs_plain",
+        "distilled_scratch_vs_pruned",
     }
     assert all(
         row["n_units"] == "2" and len(row["run_differences_pp"].split(";")) == 2 for row in comparisons
@@ -70,6 +72,7 @@ def test_every_stage_writes_its_outputs(finished_run):
         "## Every variant",
         "## The pruning study",
         "## The quantization study",
+        "## What distillation buys",
     ):
         assert heading in markdown
     provenance = json.loads((report / "provenance.json").read_text())
@@ -154,16 +157,36 @@ def test_a_new_criterion_runs_only_its_branch(finished_run):
     assert planned == {"prune": 2, "time_latency": 1, "report": 1}
 
 
-def test_editing_a_library_module_reruns_the_stages_that_import_it(finished_run):
+@pytest.mark.parametrize(
+    "edit, planned",
+    [
+        (lambda code: code + "\nEDITED = True\n", {"report": 1}),
+        (lambda code: code + "\n# a comment\n", {}),
+        (lambda code: code.replace('"""', '"""Edited. ', 1), {}),  # the module's docstring
+    ],
+    ids=["code", "comment", "docstring"],
+)
+def test_editing_a_library_modules_code_reruns_the_stages_that_import_it(finished_run, edit, planned):
     workdir, _ = finished_run
     module = workdir / "workflow" / "src" / "prunequant" / "report" / "study_figures.py"
     original = module.read_text()
-    module.write_text(original + "\n# edited\n")
+    module.write_text(edit(original))
     try:
-        assert planned_jobs(workdir) == {"report": 1}
+        assert planned_jobs(workdir) == planned
     finally:
         module.write_text(original)
     assert planned_jobs(workdir) == {}
+
+
+def test_a_comment_in_a_script_reruns_nothing(finished_run):
+    workdir, _ = finished_run
+    script = workdir / "workflow" / "scripts" / "report.py"
+    original = script.read_text()
+    script.write_text(original + "\n# a comment\n")  # newer than the outputs, the same code
+    try:
+        assert planned_jobs(workdir) == {}
+    finally:
+        script.write_text(original)
 
 
 def test_a_new_recording_reruns_the_data_stage_and_everything_after(finished_run):

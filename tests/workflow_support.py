@@ -61,6 +61,7 @@ def tiny_config(audio_root: Path) -> dict:
     config["prune"].update(
         structured=[
             {"criterion": "l1", "scope": "layer", "schedule": "oneshot", "rates": [0.25, 0.5]},
+            {"criterion": "l1", "scope": "layer", "schedule": "oneshot", "rates": [0.5], "distill": ["kd"]},
             {"criterion": "random", "scope": "layer", "schedule": "oneshot", "rates": [0.5]},
             {"criterion": "taylor", "scope": "global", "schedule": "oneshot", "rates": [0.5]},
             {
@@ -73,8 +74,8 @@ def tiny_config(audio_root: Path) -> dict:
             },
         ],
         sensitivity={"criterion": "l1", "rates": [0.5], "max_drop_pp": [5.0]},
-        unstructured={"scopes": ["layer"], "sparsities": [0.5]},
-        from_scratch={"rates": [0.5]},
+        unstructured={"scopes": ["layer"], "sparsities": [0.5], "distill": []},
+        from_scratch={"rates": [0.5], "distill": ["kd"]},
     )
     config["quantize"]["models"] = ["baseline"]
     config["quantize"]["recipes"] = [
@@ -106,6 +107,8 @@ def tiny_config(audio_root: Path) -> dict:
             "quant_format": "QOperator",
         },
     ]
+    # the same QAT trained against the baseline as teacher: its distilled twin
+    config["quantize"]["recipes"].append(dict(config["quantize"]["recipes"][-1], name="qat_kd", distill="kd"))
     config["latency"].update(warmup=1, rounds=3)
     config["report"].update(bootstrap_samples=200)
     return config
@@ -118,8 +121,8 @@ def minimal_config(audio_root: Path) -> dict:
     config["prune"].update(
         structured=[{"criterion": "l1", "scope": "layer", "schedule": "oneshot", "rates": [0.5]}],
         sensitivity={"criterion": "l1", "rates": [0.5], "max_drop_pp": []},
-        unstructured={"scopes": ["layer"], "sparsities": []},
-        from_scratch={"rates": []},
+        unstructured={"scopes": ["layer"], "sparsities": [], "distill": []},
+        from_scratch={"rates": [], "distill": []},
     )
     config["quantize"]["recipes"] = config["quantize"]["recipes"][:1]
     return config

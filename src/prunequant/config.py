@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-from importlib import metadata
 from pathlib import Path
 
 import yaml
 
-from prunequant.variants import configured_models
+from prunequant.variants import configured_models, parse_model
 
 __all__ = [
     "config_problems",
@@ -55,38 +53,15 @@ def _key_path(path) -> str:
     return key or "(top level)"
 
 
-def config_problems(
-    config: dict, schema_path: str | Path, *, validated_dir: str | os.PathLike | None = None
-) -> list[str]:
-    """Every schema violation in ``config`` as 'config key X: problem', sorted by key.
-
-    ``validated_dir``: where a config found valid leaves an empty marker named by the digest of
-    the schema, the config and jsonschema's version; a later call with the same three skips
-    jsonschema. Importing and running it were the largest part of what this workflow adds to
-    every ``snakemake`` call (bench/results/overhead.txt). An invalid config leaves no marker.
-    """
-    schema_text = Path(schema_path).read_text()
-    marker = None
-    if validated_dir is not None:
-        marker = Path(validated_dir) / config_hash(
-            {"schema": schema_text, "config": config, "jsonschema": metadata.version("jsonschema")}
-        )
-        if marker.is_file():
-            return []
+def config_problems(config: dict, schema_path: str | Path) -> list[str]:
+    """Every schema violation in ``config`` as 'config key X: problem', sorted by key."""
     # libyaml's loader when PyYAML has it: the pure-Python one costs every snakemake call ~40 ms here.
-    schema = yaml.load(schema_text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    problems = _schema_violations(config, schema)
-    if marker is not None and not problems:
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-        except OSError:
-            pass  # a read-only working directory: validate again next time
-    return problems
+    schema = yaml.load(Path(schema_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return _schema_violations(config, schema)
 
 
 def _schema_violations(config: dict, schema: dict) -> list[str]:
-    import jsonschema  # only when a config has not been validated before (see config_problems)
+    import jsonschema  # only where a config is validated: the module's other checks do without it
 
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     problems = []
@@ -192,6 +167,7 @@ def study_problems(config: dict) -> list[str]:
                 f"config key 'quantize.models[{index}]': {name!r} is not a configured model; "
                 f"configured: {', '.join(models)}"
             )
+    problems += distillation_problems(config, models)
     names = [recipe["name"] for recipe in config["quantize"]["recipes"]]
     for name in sorted({name for name in names if names.count(name) > 1}):
         problems.append(f"config key 'quantize.recipes': the name {name!r} is used more than once")
@@ -234,3 +210,46 @@ def training_gpus(setting: str | int, device: str, *, gpu_visible: bool | None =
     if gpu_visible is None:
         gpu_visible = Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
     return int(gpu_visible and device != "cpu")
+
+
+def distillation_problems(config: dict, models: list[str]) -> list[str]:
+    """Distillation names that are not defined or defined twice, and teachers that are no model
+    of the study (or are distilled students themselves), one line each, naming the key."""
+    problems = []
+    defined = [entry["name"] for entry in config["distillation"]]
+    for name in sorted({name for name in defined if defined.count(name) > 1}):
+        problems.append(f"config key 'distillation': the name {name!r} is used more than once")
+    for index, entry in enumerate(config["distillation"]):
+        teacher = entry["teacher"]
+        if teacher not in models:
+            problems.append(
+                f"config key 'distillation[{index}].teacher': {teacher!r} is not a model of the study; "
+                f"configured: {', '.join(models)}"
+            )
+        elif parse_model(teacher).distill:
+            problems.append(
+                f"config key 'distillation[{index}].teacher': {teacher!r} is itself a distilled student; "
+                "name the model it was distilled from"
+            )
+    prune = config["prune"]
+    lists = [
+        (f"prune.structured[{i}].distill", entry.get("distill", []))
+        for i, entry in enumerate(prune["structured"])
+    ]
+    lists += [
+        (f"prune.{section}.distill", prune[section].get("distill", []))
+        for section in ("unstructured", "from_scratch")
+    ]
+    uses = [(f"{key}[{position}]", name) for key, names in lists for position, name in enumerate(names)]
+    uses += [
+        (f"quantize.recipes[{i}].distill", recipe["distill"])
+        for i, recipe in enumerate(config["quantize"]["recipes"])
+        if "distill" in recipe
+    ]
+    for key, name in uses:
+        if name not in defined:
+            problems.append(
+                f"config key '{key}': {name!r} names no distillation setting; "
+                f"defined: {', '.join(defined) or 'none (add one under distillation:)'}"
+            )
+    return problems

@@ -127,7 +127,7 @@ def evaluate(
 
 
 def _train_one_epoch(
-    model, optimizer, x, y, *, batch_size, generator, after_step=None
+    model, optimizer, x, y, *, batch_size, generator, after_step=None, objective=None
 ) -> tuple[float, float]:
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
@@ -136,7 +136,10 @@ def _train_one_epoch(
         for start in tqdm(range(0, len(x), batch_size), desc="Training"):
             idx = order[start : start + batch_size]
             logits = model(x[idx])
-            loss = nn.functional.cross_entropy(logits, y[idx])
+            if objective is None:
+                loss = nn.functional.cross_entropy(logits, y[idx])
+            else:
+                loss = objective(logits, y[idx], idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -200,6 +203,7 @@ def train(
     log: Callable[[str], None] = print,
     after_step: Callable[[], None] | None = None,
     save_best: Callable[[nn.Module, str | os.PathLike, dict], None] = save_model,
+    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train with Adam, keep the best-validation-accuracy weights in ``best_path``.
 
@@ -209,7 +213,9 @@ def train(
 
     ``after_step`` runs after every optimizer step (e.g. to hold pruning masks at zero);
     ``save_best`` writes the best weights (models that are not a plain architecture, such
-    as fake-quantized ones, bring their own format).
+    as fake-quantized ones, bring their own format). ``objective`` replaces the cross-entropy
+    training loss: (logits, labels, the batch's row indices into ``train_data``) → loss, e.g. a
+    distillation loss (:mod:`prunequant.distill`); validation always scores cross-entropy.
     """
     resume_path = Path(resume_path)
     model.to(device)
@@ -254,6 +260,7 @@ def train(
             batch_size=config.batch_size,
             generator=generator,
             after_step=after_step,
+            objective=objective,
         )
         train_time = time.perf_counter() - started
         started = time.perf_counter()

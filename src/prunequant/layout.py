@@ -12,7 +12,7 @@ This module imports no torch: the workflow plans jobs with it at start-up.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from prunequant.variants import (
@@ -85,6 +85,7 @@ FOREST_QUESTIONS = (
     "iterative_vs_oneshot",
     "sparse_vs_structured",
     "pruned_vs_scratch",
+    "distilled_vs_plain",
 )
 FIGURES += [f"forest_{question}" for question in FOREST_QUESTIONS]
 TUNING_FIGURE = "baseline_tuning"
@@ -114,6 +115,7 @@ class StudyLayout:
     tuning: list[str]  # baseline-tuning grid points; empty: the baseline trains as configured
     sensitivity: bool  # whether per-block sensitivity curves are computed
     split_per_run: bool = False  # each run draws its own train/val split (data.split_per_run)
+    distillations: dict[str, dict] = field(default_factory=dict)  # name → settings (``distillation:``)
 
     @classmethod
     def from_config(cls, config: Mapping, n_folds: int | None) -> StudyLayout:
@@ -131,6 +133,7 @@ class StudyLayout:
             tuning=tuning_grid(config["tune"], config["train"]),
             sensitivity=bool(sensitivity["max_drop_pp"] or sensitivity["rates"]),
             split_per_run=bool(config["data"]["split_per_run"]),
+            distillations={entry["name"]: dict(entry) for entry in config["distillation"]},
         )
 
     # ------------------------------------------------------------------ the variant space
@@ -181,6 +184,19 @@ class StudyLayout:
 
     def training_history(self, run: str, model: str) -> str:
         return f"{self.model_dir(run, model)}/history.csv"
+
+    def distillation(self, model: str, recipe_name: str | None = None) -> dict | None:
+        """The distillation settings a model's training (or, with ``recipe_name``, its QAT) uses;
+        None: trained on labels only."""
+        name = parse_model(model).distill if recipe_name is None else self.recipes[recipe_name].get("distill")
+        return dict(self.distillations[name]) if name else None
+
+    def teacher_inputs(self, run: str, model: str, recipe_name: str | None = None) -> dict[str, str]:
+        """``{"teacher": <its checkpoint>}`` for a distilled training, else nothing: a rule's extra input."""
+        distillation = self.distillation(model, recipe_name)
+        if distillation is None:
+            return {}
+        return {"teacher": self.trained_model(run, distillation["teacher"])}
 
     def int8_stage(self, recipe_name: str) -> str:
         """The stage that makes a recipe's int8 model: quantization-aware training, or not."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from torch import nn
 
 from prunequant.checkpoint import load_model, save_model
 from prunequant.data import PreparedDataset, load_dataset
+from prunequant.distill import Teacher
 from prunequant.engine import (
     EpochRecord,
     TrainConfig,
@@ -28,7 +29,7 @@ from prunequant.engine import (
     train,
     write_history,
 )
-from prunequant.jobs import write_json
+from prunequant.io import write_json
 from prunequant.model import BlockSpec, ModelSpec, build_model
 from prunequant.prune.schedule import (
     channels_to_remove_at_step,
@@ -103,12 +104,18 @@ def _train_stage(
     job_fingerprint: str,
     metadata: dict,
     after_step: Callable[[], None] | None = None,
+    teacher: Teacher | None = None,
 ):
     target = pick_device(device)
     print(f"Training on {target} ({torch.get_num_threads()} CPU threads)")
+    train_data = _tensors(dataset, "train")
+    objective = None
+    if teacher is not None:
+        objective = teacher.objective(train_data[0], device=target)
+        metadata = dict(metadata, distillation=asdict(teacher.distillation))
     result = train(
         model,
-        _tensors(dataset, "train"),
+        train_data,
         _tensors(dataset, "val"),
         config,
         device=target,
@@ -117,6 +124,7 @@ def _train_stage(
         job_fingerprint=job_fingerprint,
         checkpoint_metadata=dict(metadata, training=asdict(config), classes=list(dataset.classes)),
         after_step=after_step,
+        objective=objective,
     )
     return result, target
 
@@ -149,12 +157,17 @@ def run_training(
     blocks: list[dict] | None = None,
     arch: str = "separable",
     init_model_path: str | os.PathLike | None = None,
+    distillation: Mapping | None = None,
+    teacher_path: str | os.PathLike | None = None,
 ) -> dict:
     """Train a new model (``blocks``) or continue from a checkpoint (``init_model_path``).
 
-    Writes the best checkpoint, the per-epoch history CSV and a metrics JSON;
-    returns the metrics.
+    With ``distillation`` settings the model is trained against the teacher at ``teacher_path``
+    (:mod:`prunequant.distill`). Writes the best checkpoint, the per-epoch history CSV and a
+    metrics JSON; returns the metrics.
     """
+    teacher = Teacher.of(distillation, teacher_path)
+    teacher_parts, teacher_files = Teacher.inputs(teacher)
     if (blocks is None) == (init_model_path is None):
         raise ValueError("give exactly one of blocks (train from scratch) or init_model_path (fine-tune)")
     config = TrainConfig(seed=seed, **training)
@@ -174,8 +187,11 @@ def run_training(
         device=device,
         model_path=model_path,
         resume_path=resume_path,
-        job_fingerprint=fingerprint(asdict(config), blocks, arch, files=inputs),
+        job_fingerprint=fingerprint(
+            asdict(config), blocks, arch, *teacher_parts, files=inputs + teacher_files
+        ),
         metadata={},
+        teacher=teacher,
     )
     write_history(result.history, history_path)
     metrics = _metrics(result, config, target, model)
@@ -239,6 +255,8 @@ def run_structured_pruning(
     metrics_path: str | os.PathLike,
     resume_dir: str | os.PathLike,
     sensitivity_path: str | os.PathLike | None = None,
+    distillation: Mapping | None = None,
+    teacher_path: str | os.PathLike | None = None,
 ) -> dict:
     """Prune channels by ``method`` (criterion, scope, schedule, rate) and fine-tune.
 
@@ -246,8 +264,11 @@ def run_structured_pruning(
     reaches the same final channel count in ``steps`` cuts with fine-tuning between them,
     spending the same epochs in total, so the two differ only in how they cut.
     Sensitivity-derived methods prune each block at the largest rate whose validation drop
-    (measured without fine-tuning) stays within ``max_drop_pp``.
+    (measured without fine-tuning) stays within ``max_drop_pp``. With ``distillation``, every
+    fine-tuning step trains against the teacher at ``teacher_path``.
     """
+    teacher = Teacher.of(distillation, teacher_path)
+    teacher_parts, teacher_files = Teacher.inputs(teacher)
     dataset = load_dataset(dataset_path)
     model, _ = load_model(baseline_path)
     seed_everything(seed)
@@ -274,7 +295,8 @@ def run_structured_pruning(
         list(not_prunable),
         training,
         seed,
-        files=(str(dataset_path), str(baseline_path)),
+        *teacher_parts,
+        files=(str(dataset_path), str(baseline_path), *teacher_files),
     )
     history: list[EpochRecord] = []
     step_records = []
@@ -306,6 +328,7 @@ def run_structured_pruning(
             resume_path=resume_dir / f"step{step}.pt",
             job_fingerprint=f"{job_fingerprint}-step{step}",
             metadata={"pruning": method, "step_record": record},
+            teacher=teacher,
         )
         history += _renumbered(result.history, after=len(history))
         if not last:
@@ -384,12 +407,17 @@ def run_sparse_finetuning(
     record_path: str | os.PathLike,
     metrics_path: str | os.PathLike,
     resume_path: str | os.PathLike,
+    distillation: Mapping | None = None,
+    teacher_path: str | os.PathLike | None = None,
 ) -> dict:
     """Unstructured magnitude pruning at ``method['rate']`` sparsity, fine-tuned with masks held.
 
     Masked weights are set back to zero after every optimizer step, so they stay zero through
-    fine-tuning and the saved weights are plainly sparse (the masks are permanent).
+    fine-tuning and the saved weights are plainly sparse (the masks are permanent). With
+    ``distillation``, the fine-tuning trains against the teacher at ``teacher_path``.
     """
+    teacher = Teacher.of(distillation, teacher_path)
+    teacher_parts, teacher_files = Teacher.inputs(teacher)
     dataset = load_dataset(dataset_path)
     model, _ = load_model(baseline_path)
     seed_everything(seed)
@@ -404,10 +432,15 @@ def run_sparse_finetuning(
         model_path=model_path,
         resume_path=resume_path,
         job_fingerprint=fingerprint(
-            method, list(not_prunable), asdict(config), files=(str(dataset_path), str(baseline_path))
+            method,
+            list(not_prunable),
+            asdict(config),
+            *teacher_parts,
+            files=(str(dataset_path), str(baseline_path), *teacher_files),
         ),
         metadata={"sparsity": method},
         after_step=mask_holder(model, masks),
+        teacher=teacher,
     )
     write_history(result.history, history_path)
     final, _ = load_model(model_path)
@@ -434,9 +467,14 @@ def run_from_scratch(
     history_path: str | os.PathLike,
     metrics_path: str | os.PathLike,
     resume_path: str | os.PathLike,
+    distillation: Mapping | None = None,
+    teacher_path: str | os.PathLike | None = None,
 ) -> dict:
-    """The pruned architecture at ``rate``, trained from random initialisation like the baseline."""
+    """The pruned architecture at ``rate``, trained from random initialisation like the baseline;
+    with ``distillation``, against the teacher at ``teacher_path`` (a distilled student)."""
     return run_training(
+        distillation=distillation,
+        teacher_path=teacher_path,
         dataset_path=dataset_path,
         training=training,
         seed=seed,

@@ -38,6 +38,7 @@ __all__ = [
     "parse_deployment",
     "schedule_label",
     "split_variant",
+    "distilled_recipe_twins",
     "candidate_name",
     "parse_candidate",
     "tuning_grid",
@@ -51,13 +52,15 @@ SPACINGS = ("linear", "cubic")
 FP32_DEPLOYMENTS = ("fp32_torch", "fp32_onnxruntime")
 
 _RATE = r"(?P<rate>0?\.\d+|0|1)"
+# A distilled twin ends in its distillation's name: "l1-layer-oneshot-r0.5-kd" (``distillation[].name``).
+_DISTILLED = r"(-(?P<distill>[a-z][a-z0-9_]*))?"
 _STRUCTURED = re.compile(
     rf"^(?P<criterion>{'|'.join(CRITERIA)})-(?P<scope>{'|'.join(SCOPES)})-"
-    rf"(?P<schedule>oneshot|iter(?P<steps>\d+)(?P<spacing>{'|'.join(SPACINGS)}))-r{_RATE}$"
+    rf"(?P<schedule>oneshot|iter(?P<steps>\d+)(?P<spacing>{'|'.join(SPACINGS)}))-r{_RATE}{_DISTILLED}$"
 )
 _SENSITIVITY = re.compile(rf"^sens-(?P<criterion>{'|'.join(CRITERIA)})-d(?P<drop>\d+(\.\d+)?)$")
-_UNSTRUCTURED = re.compile(rf"^sparse-(?P<scope>{'|'.join(SCOPES)})-s{_RATE}$")
-_SCRATCH = re.compile(rf"^scratch-r{_RATE}$")
+_UNSTRUCTURED = re.compile(rf"^sparse-(?P<scope>{'|'.join(SCOPES)})-s{_RATE}{_DISTILLED}$")
+_SCRATCH = re.compile(rf"^scratch-r{_RATE}{_DISTILLED}$")
 _RUN = re.compile(r"^(fold(?P<fold>\d+)-)?seed(?P<seed>\d+)$")
 _INT8 = re.compile(r"^int8-(?P<recipe>[a-z0-9_]+)_onnxruntime$")
 _CANDIDATE = re.compile(r"^bs(?P<batch_size>\d+)-lr(?P<lr>\d+(\.\d+)?)$")
@@ -76,17 +79,25 @@ class ModelVariant:
     spacing: str = ""
     rate: float = 0.0  # channel share removed, or weight sparsity for unstructured
     max_drop_pp: float = 0.0  # sensitivity-derived rates: accepted validation drop per block
+    distill: str = ""  # the distillation its training used (``distillation[].name``); "" for none
 
     @property
     def method(self) -> str:
         """A short label of the method, without the rate."""
         if self.family == "structured":
-            return f"{self.criterion}/{self.scope}/{schedule_label(self.schedule, self.steps, self.spacing)}"
-        if self.family == "sensitivity":
-            return f"{self.criterion}/per-block (≤{self.max_drop_pp:g} pp)"
-        if self.family == "unstructured":
-            return f"magnitude/{self.scope}"
-        return self.family
+            label = f"{self.criterion}/{self.scope}/{schedule_label(self.schedule, self.steps, self.spacing)}"
+        elif self.family == "sensitivity":
+            label = f"{self.criterion}/per-block (≤{self.max_drop_pp:g} pp)"
+        elif self.family == "unstructured":
+            label = f"magnitude/{self.scope}"
+        else:
+            label = self.family
+        return f"{label} + {self.distill}" if self.distill else label
+
+    @property
+    def undistilled(self) -> str:
+        """The name of the same model trained without a teacher: its distilled twin's reference."""
+        return self.name.removesuffix(f"-{self.distill}") if self.distill else self.name
 
 
 # What a model's compression method is, field by field: what a stage receives, records and
@@ -128,24 +139,40 @@ def parse_model(name: str) -> ModelVariant:
             steps=int(match["steps"]) if iterative else 1,
             spacing=match["spacing"] or "",
             rate=float(match["rate"]),
+            distill=match["distill"] or "",
         )
     if match := _SENSITIVITY.match(name):
         return ModelVariant(
             name, "sensitivity", criterion=match["criterion"], scope="layer", max_drop_pp=float(match["drop"])
         )
     if match := _UNSTRUCTURED.match(name):
-        return ModelVariant(name, "unstructured", scope=match["scope"], rate=float(match["rate"]))
+        return ModelVariant(
+            name,
+            "unstructured",
+            scope=match["scope"],
+            rate=float(match["rate"]),
+            distill=match["distill"] or "",
+        )
     if match := _SCRATCH.match(name):
-        return ModelVariant(name, "scratch", rate=float(match["rate"]))
+        return ModelVariant(name, "scratch", rate=float(match["rate"]), distill=match["distill"] or "")
     raise ValueError(f"{name!r} names no model of a known family")
 
 
 def configured_models(prune: Mapping) -> list[str]:
-    """Every model the ``prune`` section of the config asks for, baseline first, without repeats."""
+    """Every model the ``prune`` section of the config asks for, baseline first, without repeats.
+
+    A method entry (or the ``unstructured`` and ``from_scratch`` sections) with ``distill: [name,
+    …]`` adds, after each of its models, the twin trained with that distillation (``<model>-<name>``).
+    """
     names = ["baseline"]
+
+    def add(name: str, settings: Mapping) -> None:
+        names.append(name)
+        names.extend(f"{name}-{distillation}" for distillation in settings.get("distill", []))
+
     for method in prune.get("structured", []):
         for rate in method["rates"]:
-            names.append(
+            add(
                 structured_name(
                     method["criterion"],
                     method["scope"],
@@ -153,7 +180,8 @@ def configured_models(prune: Mapping) -> list[str]:
                     rate,
                     method.get("steps", 1),
                     method.get("spacing", ""),
-                )
+                ),
+                method,
             )
     sensitivity = prune.get("sensitivity") or {}
     for drop in sensitivity.get("max_drop_pp", []):
@@ -161,9 +189,10 @@ def configured_models(prune: Mapping) -> list[str]:
     unstructured = prune.get("unstructured") or {}
     for scope in unstructured.get("scopes", []):
         for sparsity in unstructured.get("sparsities", []):
-            names.append(f"sparse-{scope}-s{_rate_text(sparsity)}")
-    for rate in prune.get("from_scratch", {}).get("rates", []):
-        names.append(f"scratch-r{_rate_text(rate)}")
+            add(f"sparse-{scope}-s{_rate_text(sparsity)}", unstructured)
+    scratch = prune.get("from_scratch", {})
+    for rate in scratch.get("rates", []):
+        add(f"scratch-r{_rate_text(rate)}", scratch)
     return list(dict.fromkeys(names))
 
 
@@ -272,3 +301,23 @@ def candidate_training(candidate: str, train: Mapping) -> dict:
     """The baseline's training settings with the candidate's batch size and learning rate."""
     batch_size, lr = parse_candidate(candidate)
     return dict(train) | {"batch_size": batch_size, "lr": lr}
+
+
+def distilled_recipe_twins(recipes: list[Mapping]) -> dict[str, str]:
+    """Each recipe trained against a teacher (``distill``) → the recipe it equals without one.
+
+    Its twin has the same method and settings apart from the name and the teacher; a distilled
+    recipe without such a twin is left out (there is nothing to compare it with).
+    """
+
+    def settings(recipe: Mapping) -> dict:
+        return {key: value for key, value in recipe.items() if key not in ("name", "distill")}
+
+    twins = {}
+    for recipe in recipes:
+        if recipe.get("distill"):
+            for other in recipes:
+                if not other.get("distill") and settings(other) == settings(recipe):
+                    twins[recipe["name"]] = other["name"]
+                    break
+    return twins

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from prunequant.jobs import read_json, write_json
+from prunequant.io import read_json, write_json
 from prunequant.report.aggregate import aggregate, val_test_divergence, with_method_columns
 from prunequant.report.collect import build_latency, build_runs, provenance, read_histories
 from prunequant.report.comparisons import (
@@ -31,6 +31,7 @@ from prunequant.report.markdown import render_report
 from prunequant.report.pareto import plot_pareto
 from prunequant.report.sections import (
     claims_section,
+    distillation_section,
     per_class_section,
     pruning_section,
     quantization_section,
@@ -50,7 +51,7 @@ from prunequant.report.study_figures import (
 )
 from prunequant.stats import ADJUSTMENT_NAMES, recommend
 from prunequant.tuning import tuning_table
-from prunequant.variants import parse_model
+from prunequant.variants import distilled_recipe_twins, parse_model
 
 __all__ = ["build_report", "figure_text"]
 
@@ -214,7 +215,11 @@ def build_report(
     )
     predictions = Predictions(runs, results_dir)
     comparisons = compare_all(
-        planned_comparisons(summary, None if recommendation is None else recommendation.variant),
+        planned_comparisons(
+            summary,
+            None if recommendation is None else recommendation.variant,
+            recipe_twins=distilled_recipe_twins(config.get("quantize", {}).get("recipes", [])),
+        ),
         predictions,
         statistics,
     )
@@ -252,10 +257,12 @@ def build_report(
         else:
             empty_figure(figure_paths[name], f"No variant has a value of {column}.")
     _pruning_vs_quantization(summary, chosen, figure_paths["pruning_vs_quantization"])
-    plot_criteria(summary, figure_paths["criteria"])
-    plot_schedules_and_scopes(summary, figure_paths["schedules_and_scopes"])
-    plot_structured_vs_unstructured(summary, figure_paths["structured_vs_unstructured"])
-    plot_pruned_vs_scratch(summary, figure_paths["pruned_vs_scratch"])
+    # The pruning study compares methods trained on labels alone; distillation has its own section.
+    undistilled = summary[[not parse_model(model).distill for model in summary["model"]]]
+    plot_criteria(undistilled, figure_paths["criteria"])
+    plot_schedules_and_scopes(undistilled, figure_paths["schedules_and_scopes"])
+    plot_structured_vs_unstructured(undistilled, figure_paths["structured_vs_unstructured"])
+    plot_pruned_vs_scratch(undistilled, figure_paths["pruned_vs_scratch"])
     plot_sensitivity(curves, figure_paths["sensitivity"])
     plot_quantization_sensitivity(_quantization_layers(records), figure_paths["quantization_sensitivity"])
     history_table = read_histories(histories)
@@ -276,13 +283,14 @@ def build_report(
 
     sections = {
         "pruning": pruning_section(
-            summary,
+            undistilled,
             comparisons,
             sensitivity_rates=_sensitivity_rates(sensitivity_records),
             latency=latency,
         ),
         "quantization": quantization_section(summary, latency, first_records, chosen),
-        "claims": claims_section(summary, chosen),
+        "distillation": distillation_section(summary, comparisons),
+        "claims": claims_section(undistilled, chosen),
         "per_class": per_class,
     }
     if tuning:

@@ -26,6 +26,7 @@ from prunequant.stats import (
     runs_to_resolve,
     verdict,
 )
+from prunequant.variants import parse_model
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -50,6 +51,8 @@ QUESTIONS = {
     "iterative_vs_oneshot": "an iterative schedule against one shot, same criterion, scope and rate",
     "sparse_vs_structured": "weight pruning against the channel-pruned model closest in non-zero parameters",
     "pruned_vs_scratch": "pruned and fine-tuned against the same architecture trained from scratch",
+    "distilled_vs_plain": "a model trained against a teacher against its twin trained on labels alone",
+    "distilled_scratch_vs_pruned": "a distilled student from scratch against the pruned and fine-tuned model",
     "recommended_vs_baseline": "the recommended variant against the fp32 baseline",
 }
 
@@ -135,8 +138,13 @@ class Predictions:
         return bool(common) and all(np.array_equal(mine[run], theirs[run]) for run in common)
 
 
-def planned_comparisons(summary: pd.DataFrame, recommended: str | None = None) -> pd.DataFrame:
-    """(question, variant, reference) of every comparison the report makes, from the variants present."""
+def planned_comparisons(
+    summary: pd.DataFrame, recommended: str | None = None, recipe_twins: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """(question, variant, reference) of every comparison the report makes, from the variants present.
+
+    ``recipe_twins`` maps a distilled QAT recipe to the recipe it equals without its teacher.
+    """
     rows: list[tuple[str, str, str]] = []
     present = set(summary["variant"])
 
@@ -148,7 +156,9 @@ def planned_comparisons(summary: pd.DataFrame, recommended: str | None = None) -
 
     add("vs_baseline", summary[summary["model"] != "baseline"], lambda r: f"baseline/{r['deployment']}")
     add("vs_parent", summary[summary["precision"] == "int8"], lambda r: f"{r['model']}/fp32_onnxruntime")
-    fp32 = summary[summary["deployment"] == "fp32_torch"]
+    # The pruning questions compare methods trained on labels alone; distillation has its own.
+    plain = summary[[not parse_model(model).distill for model in summary["model"]]]
+    fp32 = plain[plain["deployment"] == "fp32_torch"]
     structured = fp32[fp32["family"] == "structured"]
     oneshot_layer = structured[(structured["scope"] == "layer") & (structured["schedule"] == "oneshot")]
     random_at = _variant_by_rate(oneshot_layer[oneshot_layer["criterion"] == "random"])
@@ -189,6 +199,7 @@ def planned_comparisons(summary: pd.DataFrame, recommended: str | None = None) -
     # Read as "pruned minus scratch": the pruned model is the variant, its from-scratch twin the reference.
     scratch_at = _variant_by_rate(fp32[fp32["family"] == "scratch"])
     add("pruned_vs_scratch", l1_oneshot, lambda r: scratch_at.get(r["rate"]))
+    _add_distillation(add, summary, recipe_twins or {}, pruned_at=_variant_by_rate(l1_oneshot))
     if recommended is not None and recommended != BASELINE:
         rows.append(("recommended_vs_baseline", recommended, BASELINE))
     return pd.DataFrame(rows, columns=["question", "variant", "reference"])
@@ -310,6 +321,24 @@ def resolution_summary(comparisons: pd.DataFrame, settings: StatisticsSettings) 
             ((family["p"] < settings.alpha) & (family["verdict"] == "no detectable difference")).sum()
         ),
     }
+
+
+def _add_distillation(add, summary: pd.DataFrame, recipe_twins: Mapping[str, str], *, pruned_at) -> None:
+    """Each distilled variant against its undistilled twin (same architecture, epochs and
+    deployment), and each distilled student from scratch against the pruned model of its rate."""
+
+    def twin(row: dict) -> str | None:
+        model = parse_model(row["model"])
+        if model.distill:
+            return f"{model.undistilled}/{row['deployment']}"
+        if row.get("recipe") in recipe_twins:  # a distilled QAT recipe of an undistilled model
+            return f"{row['model']}/int8-{recipe_twins[row['recipe']]}_onnxruntime"
+        return None
+
+    distilled = summary[[twin(row) is not None for row in summary.to_dict("records")]]
+    add("distilled_vs_plain", distilled, twin)
+    students = distilled[(distilled["family"] == "scratch") & (distilled["deployment"] == "fp32_torch")]
+    add("distilled_scratch_vs_pruned", students, lambda r: pruned_at.get(r["rate"]))
 
 
 def _variant_by_rate(frame: pd.DataFrame) -> dict[float, str]:

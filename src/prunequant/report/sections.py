@@ -17,6 +17,7 @@ __all__ = [
     "pruning_section",
     "quantization_section",
     "claims_section",
+    "distillation_section",
     "per_class_section",
     "tuning_section",
 ]
@@ -40,6 +41,21 @@ def compared_rows(summary: pd.DataFrame, comparisons: pd.DataFrame, question: st
 
 
 _CMP = lambda r: difference(r, "cmp")  # noqa: E731 - a column renderer
+
+
+def _against_twin(rows: list[dict], first: tuple, headers: tuple[str, str, str]) -> str:
+    """A table of paired comparisons: a naming column, the variant's and its reference's test
+    accuracy, and the paired difference (``headers`` name the last three)."""
+    variant, reference, difference_header = headers
+    return table(
+        rows,
+        [
+            first,
+            (variant, lambda r: interval(r, "accuracy")),
+            (reference, lambda r: interval(r["ref"], "accuracy")),
+            (difference_header, _CMP),
+        ],
+    )
 
 
 def _against_reference(title: str, text: str, rows: list[dict], *, reference: str) -> list[str]:
@@ -176,14 +192,14 @@ def pruning_section(
             "architecture trained "
             "from random initialisation with the baseline's epoch budget. *better* means prune + "
             "fine-tune beats it.",
-            table(
+            _against_twin(
                 scratch_rows,
-                [
-                    ("rate", lambda r: f"{r['rate']:g}"),
-                    ("from scratch, test acc % [CI]", lambda r: interval(r["ref"], "accuracy")),
-                    ("pruned + fine-tuned, test acc % [CI]", lambda r: interval(r, "accuracy")),
-                    ("pruned + fine-tuned minus scratch, pp [CI]", _CMP),
-                ],
+                ("rate", lambda r: f"{r['rate']:g}"),
+                (
+                    "pruned + fine-tuned, test acc % [CI]",
+                    "from scratch, test acc % [CI]",
+                    "pruned + fine-tuned minus scratch, pp [CI]",
+                ),
             ),
         ]
     return "\n\n".join(parts)
@@ -339,6 +355,43 @@ def _speed(speed: Mapping, variant: str, batch: int) -> str:
         },
         "x",
     )
+
+
+def distillation_section(summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
+    """What distillation bought: each distilled variant against its twin trained on labels alone
+    (same architecture, epochs and deployment), and distilled students from scratch against the
+    pruned and fine-tuned model of the same widths."""
+    twins = compared_rows(summary, comparisons, "distilled_vs_plain")
+    if not twins:
+        return ""
+    parts = [
+        "## What distillation buys",
+        "Each model trained against a teacher (soft targets, Hinton et al. 2015; the variant name ends "
+        "in the distillation's name) against its twin trained on the labels alone: same architecture, "
+        "same epochs, same deployment, paired over the same runs and test samples.",
+        _against_twin(
+            twins,
+            ("distilled variant", lambda r: f"`{r['variant']}`"),
+            ("test acc % [CI]", "without teacher, test acc % [CI]", "distilled minus plain, pp [CI]"),
+        ),
+    ]
+    students = compared_rows(summary, comparisons, "distilled_scratch_vs_pruned")
+    if students:
+        parts += [
+            "Did the pruned weights or the teacher's knowledge do the work? The pruned architecture "
+            "trained from random initialisation against the teacher, against the same widths pruned "
+            "from the baseline and fine-tuned:",
+            _against_twin(
+                students,
+                ("rate", lambda r: f"{r['rate']:g}"),
+                (
+                    "distilled student, test acc % [CI]",
+                    "pruned + fine-tuned, test acc % [CI]",
+                    "student minus pruned, pp [CI]",
+                ),
+            ),
+        ]
+    return "\n\n".join(parts)
 
 
 def claims_section(summary: pd.DataFrame, chosen_recipes: Mapping[str, str]) -> str:
