@@ -28,6 +28,7 @@ include: "rules/train_baseline.smk"
 include: "rules/prune.smk"
 include: "rules/export_onnx.smk"
 include: "rules/quantize.smk"
+include: "rules/tflm.smk"
 include: "rules/latency.smk"
 include: "rules/report.smk"
 

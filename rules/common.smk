@@ -1,4 +1,5 @@
 # Set-up shared by all rules: config validation, the study's layout (prunequant.layout), input and params functions.
+import hashlib
 import sys
 from pathlib import Path
 
@@ -74,7 +75,7 @@ wildcard_constraints:
     split=r"fixed|fold\d+|(fold\d+-)?seed\d+",
     model=r"[a-z0-9_]+(-[a-z0-9_.]+)*",
     recipe=r"[a-z0-9_]+",
-    deployment=r"fp32_torch|fp32_onnxruntime|int8-[a-z0-9_]+_onnxruntime",
+    deployment=r"fp32_torch|fp32_onnxruntime|int8-[a-z0-9_]+_(onnxruntime|tflm)",
     runtime="torch|onnxruntime",
     candidate=r"bs\d+-lr\d+(\.\d+)?",
 
@@ -92,6 +93,14 @@ def code(script):
         Path(workflow.basedir) / "src" / "prunequant",
         memo_file=".prunequant-cache/code-digests.json",
     )
+
+
+def caption_digests():
+    """Digest of every caption file the reports show (``captions/*.rst``), by file name."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        for path in sorted((Path(workflow.basedir) / "captions").glob("*.rst"))
+    }
 
 
 # ----------------------------------------------------------------------------- input and params functions
@@ -119,6 +128,22 @@ def distillation(wildcards):
 
 def run_seed(wildcards):
     return parse_run(wildcards.run)[1]
+
+
+def tflm_inputs(wildcards):
+    """Input function: each TFLM recipe's ORT int8 predictions, and a QAT recipe's checkpoint."""
+    return STUDY.tflm_inputs(wildcards.run, wildcards.model)
+
+
+def tflm_recipes(wildcards):
+    """Params function: per TFLM recipe, its settings and the variant its evaluation names."""
+    return {
+        recipe: {
+            "settings": stable_setting(STUDY.recipe(recipe)),
+            "variant": variant(f"int8-{recipe}_tflm")(wildcards),
+        }
+        for recipe in STUDY.tflm
+    }
 
 
 def variant(deployment):

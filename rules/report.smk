@@ -4,6 +4,7 @@ rule report:
         predictions=STUDY.evaluation_files("predictions.csv"),
         latency=expand("results/latency/{runtime}.json", runtime=LATENCY_RUNTIMES),
         histories=list(STUDY.training_histories().values()),
+        training_metrics=STUDY.training_metrics(),
         quantization=list(STUDY.quantization_records().values()),
         sensitivity=list(STUDY.sensitivity_curves().values()),
         sensitivity_records=list(STUDY.sensitivity_records().values()),
@@ -30,6 +31,7 @@ rule report:
             category="Tables",
         ),
         latency="results/report/latency.csv",
+        latency_all="results/report/latency_all.csv",
         provenance="results/report/provenance.json",
         markdown="results/report/report.md",
         figures=[
@@ -48,6 +50,9 @@ rule report:
         "../envs/prunequant.yaml"
     params:
         code=code("report"),
+        # The figures' titles and captions live with the workflow, like its code: their digests
+        # rerun the report when one is edited.
+        captions=caption_digests(),
         histories=list(STUDY.training_histories()),
         quantization=list(STUDY.quantization_records()),
         sensitivity=list(STUDY.sensitivity_curves()),

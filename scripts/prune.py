@@ -3,7 +3,7 @@ from prunequant.workflow.warmstart import continue_in_warm_process
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
 from prunequant.evaluation import score_stage_output
-from prunequant.training import run_structured_pruning
+from prunequant.stages.prune import run_structured_pruning
 from prunequant.variants import method_settings
 from prunequant.workflow.jobs import job_logging
 

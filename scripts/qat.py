@@ -3,7 +3,7 @@ from prunequant.workflow.warmstart import continue_in_warm_process
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
 from prunequant.evaluation import score_stage_output
-from prunequant.quantize.qat import run_qat
+from prunequant.stages.qat import run_qat
 from prunequant.workflow.jobs import job_logging
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):

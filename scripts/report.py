@@ -14,6 +14,7 @@ with job_logging(snakemake.log[0]):
         results_dir="results",
         latency_paths=dict(zip(params.latency_runtimes, inputs.latency, strict=True)),
         histories=dict(zip(params.histories, inputs.histories, strict=True)),
+        training_metrics=inputs.training_metrics,
         quantization_records=dict(zip(params.quantization, inputs.quantization, strict=True)),
         sensitivity_curves=dict(zip(params.sensitivity, inputs.sensitivity, strict=True)),
         sensitivity_records=dict(zip(params.sensitivity_records, inputs.sensitivity_records, strict=True)),
@@ -24,7 +25,8 @@ with job_logging(snakemake.log[0]):
         workflow_dir=Path(snakemake.scriptdir).parent,
         captions_dir=Path(snakemake.scriptdir).parent / "captions",
         out={
-            key: out[key] for key in ("runs", "summary", "comparisons", "latency", "provenance", "markdown")
+            key: out[key]
+            for key in ("runs", "summary", "comparisons", "latency", "latency_all", "provenance", "markdown")
         },
         figure_paths=dict(zip(params.figure_names, out.figures, strict=True)),
         tuning=params.tuning,

@@ -14,7 +14,6 @@ from prunequant.latency import (
     describe_speedup,
     pinned_threads,
     summarize,
-    time_artifacts,
     time_interleaved,
     time_variants,
 )
@@ -216,12 +215,12 @@ def save_tiny_onnx(directory, names):
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
-def test_time_artifacts_times_every_variant_at_every_batch_size(tmp_path, runtime):
+def test_time_variants_times_every_variant_at_every_batch_size(tmp_path, runtime):
     names = ["baseline", "pruned", "other"]
     save = save_tiny_models if runtime == "torch" else save_tiny_onnx
     artifacts = save(tmp_path, names)
     threads_before = torch.get_num_threads()
-    result = time_artifacts(
+    result = time_variants(
         artifacts,
         runtime=runtime,
         n_channels=3,
@@ -231,7 +230,7 @@ def test_time_artifacts_times_every_variant_at_every_batch_size(tmp_path, runtim
         rounds=4,
         seed=0,
         batch_sizes=(1, 5),
-        references={"pruned": "baseline", "other": "baseline"},
+        references={"baseline": {"pruned": "baseline", "other": "baseline"}},
     )
     assert torch.get_num_threads() == threads_before
     assert json.loads(json.dumps(result)) == result  # JSON-able as it stands
@@ -242,18 +241,18 @@ def test_time_artifacts_times_every_variant_at_every_batch_size(tmp_path, runtim
         assert set(by_batch) == {"batch1", "batch5"}
         for entry in by_batch.values():
             assert 0 < entry["low_ms"] <= entry["median_ms"] <= entry["high_ms"]
-            assert ("verdict" in entry) == (name != "baseline")
+            assert ("baseline" in entry["speedups"]) == (name != "baseline")
             if name != "baseline":
-                assert entry["reference"] == "baseline"
+                assert entry["speedups"]["baseline"]["reference"] == "baseline"
 
 
-def test_time_artifacts_rejects_bad_runtime_and_references(tmp_path):
+def test_time_variants_rejects_bad_runtime_and_references(tmp_path):
     artifacts = save_tiny_models(tmp_path, ["a"])
     common = dict(n_channels=3, length=12, threads=1, warmup=0, rounds=2, seed=0)
     with pytest.raises(ValueError, match="runtime"):
-        time_artifacts(artifacts, runtime="tvm", references={}, **common)
+        time_variants(artifacts, runtime="tvm", references={}, **common)
     with pytest.raises(ValueError, match="not timed"):
-        time_artifacts(artifacts, runtime="torch", references={"a": "b"}, **common)
+        time_variants(artifacts, runtime="torch", references={"baseline": {"a": "b"}}, **common)
 
 
 def test_time_variants_reports_every_named_reference(tmp_path):

@@ -10,7 +10,7 @@ from workflow_support import ROOT
 from prunequant.layout import FAMILY_STAGE, FIGURES, StudyLayout, stable_setting
 from prunequant.variants import parse_deployment, parse_model, split_variant
 
-STAGES = {"train_baseline", "prune", "sparsify", "from_scratch", "export_onnx", "quantize", "qat"}
+STAGES = {"train_baseline", "prune", "sparsify", "from_scratch", "export_onnx", "quantize", "qat", "tflm"}
 # results/<stage>/<run>/...: the constant prefix of every path names the stage that makes it.
 STAGE_FIRST = re.compile(r"^results/(?P<stage>[a-z_]+)/(?P<run>(fold\d+-)?seed\d+)(/|$)")
 

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import onnx
 import pytest
@@ -12,7 +10,6 @@ from prunequant.measure import (
     file_bytes,
     make_onnx_runner,
     make_torch_runner,
-    measure_latency,
     onnx_weight_bytes,
     state_dict_weight_bytes,
 )
@@ -82,26 +79,6 @@ def test_onnx_weight_bytes_counts_every_storage_field(tmp_path):
     assert file_bytes(path) == len(path.read_bytes()) > onnx_weight_bytes(path)
 
 
-def test_measure_latency_counts_and_orders():
-    calls = []
-
-    def run():
-        calls.append(None)
-        time.sleep(0.001)
-
-    stats = measure_latency(run, warmup=3, repeats=11)
-    assert len(calls) == 14
-    assert stats["repeats"] == 11
-    assert stats["median_ms"] >= 0.9  # slept 1 ms per call
-    assert 0 < stats["min_ms"] <= stats["p10_ms"] <= stats["median_ms"] <= stats["p90_ms"]
-
-
-@pytest.mark.parametrize(("warmup", "repeats"), [(-1, 5), (0, 0)])
-def test_measure_latency_rejects_bad_counts(warmup, repeats):
-    with pytest.raises(ValueError):
-        measure_latency(lambda: None, warmup=warmup, repeats=repeats)
-
-
 def test_torch_runner_runs_fixed_batch_with_requested_threads():
     previous = torch.get_num_threads()
     try:
@@ -112,7 +89,6 @@ def test_torch_runner_runs_fixed_batch_with_requested_threads():
         first, second = run(), run()
         assert first.shape == (3, 10)
         torch.testing.assert_close(first, second, atol=0, rtol=0)
-        assert measure_latency(run, warmup=1, repeats=5)["median_ms"] > 0
     finally:
         torch.set_num_threads(previous)
 
@@ -137,12 +113,6 @@ def test_onnx_runner_feeds_same_batch_as_torch_runner(tmp_path):
         torch.set_num_threads(previous)
     assert fed.shape == (4, 2, 9)
     np.testing.assert_array_equal(fed, torch_batch.numpy())
-    assert (
-        measure_latency(
-            make_onnx_runner(path, batch_size=4, n_channels=2, length=9, threads=1), warmup=2, repeats=7
-        )["repeats"]
-        == 7
-    )
 
 
 def test_onnx_runner_accepts_an_open_session(tmp_path):

@@ -23,7 +23,6 @@ from prunequant.quantize import (
     float_nodes_of,
     pad_depthwise_channels,
     quantizable_nodes,
-    quantize_onnx_model,
     quantize_ptq,
     quantize_static_int8,
 )
@@ -90,7 +89,10 @@ def run_ptq(setup, name: str, **settings) -> dict:
 @pytest.mark.parametrize("count", [1, 63, 65, 200, None])
 @pytest.mark.parametrize("method", ["MinMax", "Entropy", "Percentile"])
 def test_every_calibration_method_works_with_any_count(tiny, method, count):
-    record = run_ptq(tiny, f"{method}_{count}", calibration_method=method, calibration_samples=count)
+    percentile = {"percentile": 99.999} if method == "Percentile" else {}
+    record = run_ptq(
+        tiny, f"{method}_{count}", calibration_method=method, calibration_samples=count, **percentile
+    )
     expected = len(tiny["train"]) if count is None else count
     assert record["calibration_samples"] == expected
     assert expected % record["calibration_batch"] == 0 and record["calibration_batch"] <= 64
@@ -116,6 +118,7 @@ def test_calibration_ranges_do_not_depend_on_the_batching(tiny, method):
             calibration_method=method,
             per_channel=True,
             batch_size=max_batch,
+            percentile=99.999 if method == "Percentile" else None,
         )
         initializers = onnx.load(str(path)).graph.initializer
         scales.append(
@@ -428,6 +431,7 @@ def test_unknown_excluded_node_is_rejected(tiny):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
+        ({"percentile": None, "calibration_method": "Percentile"}, "needs a percentile"),
         ({"percentile": 0.0}, "percentile"),
         ({"percentile": 100.5}, "percentile"),
         ({"calibration_samples": 0}, ">= 1"),
@@ -436,21 +440,6 @@ def test_unknown_excluded_node_is_rejected(tiny):
 def test_bad_settings_are_rejected(tiny, settings, message):
     with pytest.raises(UserError, match=message):
         run_ptq(tiny, "bad", **settings)
-
-
-def test_first_name_of_the_quantizer_still_works(tiny):
-    record = quantize_onnx_model(
-        fp32_path=tiny["fp32"],
-        int8_path=tiny["dir"] / "alias.onnx",
-        record_path=tiny["dir"] / "alias.json",
-        train_inputs=tiny["train"],
-        seed=0,
-        calibration_samples=128,
-        calibration_method="MinMax",
-        quant_format="QOperator",
-        per_channel=True,
-    )
-    assert record["calibration_samples"] == 128 and record["op_counts"]["QLinearConv"] == 2
 
 
 # ------------------------------------------------------------- one deployment graph for fp32 and int8
@@ -574,3 +563,41 @@ def test_quantizing_never_imports_torch(tiny, tmp_path):
     )
     assert result.stdout.strip() == "[]"
     assert count_quantized_ops(tmp_path / "int8.onnx")["QLinearConv"] == 2
+
+
+def test_a_recipe_runs_the_method_it_names(tiny):
+    from types import SimpleNamespace
+
+    from prunequant.quantize.recipes import quantize_by_recipe
+
+    labels = np.arange(len(tiny["train"])) % TINY_SPEC.n_classes
+    dataset = SimpleNamespace(
+        X_train=tiny["train"], X_val=tiny["held_out"], y_val=labels[: len(tiny["held_out"])]
+    )
+    recipe = {
+        "calibration_samples": 64,
+        "calibration_method": "MinMax",
+        "quant_format": "QOperator",
+        "per_channel": True,
+    }
+    paths = {"fp32_path": tiny["fp32"], "seed": 0}
+    ptq = quantize_by_recipe(
+        {"method": "ptq", **recipe},
+        dataset=dataset,
+        int8_path=tiny["dir"] / "by_recipe.onnx",
+        record_path=tiny["dir"] / "by_recipe.json",
+        **paths,
+    )
+    assert ptq == run_ptq(tiny, "by_hand", **recipe) | {"float_nodes": ptq["float_nodes"]}
+    partial = quantize_by_recipe(
+        {"method": "partial", "budget_pp": 100.0, **recipe},
+        dataset=dataset,
+        int8_path=tiny["dir"] / "partial.onnx",
+        record_path=tiny["dir"] / "partial.json",
+        **paths,
+    )
+    assert "layers" in partial and partial["budget_pp"] == 100.0  # the partial method's record
+    with pytest.raises(ValueError, match="not a post-training method"):
+        quantize_by_recipe(
+            {"method": "qat", **recipe}, dataset=dataset, int8_path="x", record_path="y", **paths
+        )

@@ -18,8 +18,9 @@ from prunequant.errors import UserError
 from prunequant.model import BlockSpec, ModelSpec, build_model
 from prunequant.quantize import OnnxClassifier, deployment_model, export_onnx
 from prunequant.quantize.fake_quant import ActivationFakeQuant, FakeQuantModel
-from prunequant.quantize.qat import load_qat, run_qat
+from prunequant.quantize.qat import load_qat
 from prunequant.quantize.qat_convert import convert_to_int8
+from prunequant.stages.qat import run_qat
 
 SPEC = ModelSpec(in_channels=4, n_classes=3, blocks=(BlockSpec(5, 2, 16), BlockSpec(3, 1, 12)))
 LENGTH = 40

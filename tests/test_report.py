@@ -35,6 +35,8 @@ SETTINGS = {
     "multiple_comparisons": "holm",
     "power": 0.8,
     "resolution_pp": 1.0,
+    "devices": ["cortex-m4", "cortex-m0plus"],
+    "reserved_ram_bytes": 8192,
 }
 
 
@@ -142,6 +144,7 @@ def built(tmp_path_factory):
             ("summary", "summary.csv"),
             ("comparisons", "comparisons.csv"),
             ("latency", "latency.csv"),
+            ("latency_all", "latency_all.csv"),
             ("provenance", "provenance.json"),
             ("markdown", "report.md"),
         )
@@ -152,6 +155,7 @@ def built(tmp_path_factory):
         results_dir=results,
         latency_paths=latency_paths,
         histories=histories,
+        training_metrics=[],
         quantization_records={},
         sensitivity_curves={},
         sensitivity_records={},

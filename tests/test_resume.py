@@ -24,7 +24,7 @@ TRAINING = {
 }
 JOB = """
 import sys
-from prunequant.training import run_training
+from prunequant.stages.train import run_training
 out = sys.argv[1]
 run_training(
     dataset_path=sys.argv[2], blocks=[{{"kernel_size": 5, "stride": 2, "width": 16}}], training={training},

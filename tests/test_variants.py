@@ -153,3 +153,13 @@ def test_method_settings_keep_the_method_fields_and_nothing_else():
     # distillation is how a model was trained, not how it was compressed: the stages get it apart
     assert settings == {key: value for key, value in asdict(model).items() if key not in ("name", "distill")}
     assert settings["schedule"] == "iterative" and settings["steps"] == 3 and settings["rate"] == 0.5
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.1, 0.5, 0.999, 0.1234567, 0.12345671, 0.001])
+def test_a_rate_survives_its_name_exactly(rate):
+    name = structured_name("l1", "layer", "oneshot", rate)
+    assert parse_model(name).rate == rate
+    # two rates that agree to six digits still get two names
+    assert structured_name("l1", "layer", "oneshot", 0.1234567) != structured_name(
+        "l1", "layer", "oneshot", 0.12345671
+    )

@@ -26,8 +26,9 @@ def test_every_stage_writes_its_outputs(finished_run):
     report = workdir / "results" / "report"
     models = configured_models(config["prune"])
     summary = list(csv.DictReader((report / "summary.csv").open()))
-    # every model in PyTorch fp32, plus the baseline in ONNX Runtime fp32 and by each of 4 recipes
-    assert len(summary) == len(models) + 5
+    # every model in PyTorch fp32, plus the baseline in ONNX Runtime fp32 and by each of 4 recipes,
+    # and in TFLM by each of the 3 full-int8 ones (not partial)
+    assert len(summary) == len(models) + 5 + 3
     assert {row["model"] for row in summary} == set(models)
     runs = list(csv.DictReader((report / "runs.csv").open()))
     assert len(runs) == 2 * len(summary) and {row["run"] for row in runs} == {"seed0", "seed1"}
@@ -55,7 +56,7 @@ def test_every_stage_writes_its_outputs(finished_run):
     for figure in report.glob("figures/*.png"):
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"figures/{figure.name}" in markdown
-    assert len(list(report.glob("figures/*.png"))) == 21
+    assert len(list(report.glob("figures/*.png"))) == 22  # with device_budgets
     comparisons = list(csv.DictReader((report / "comparisons.csv").open()))
     assert {row["question"] for row in comparisons} >= {
         "vs_baseline",
@@ -88,6 +89,27 @@ def test_every_stage_writes_its_outputs(finished_run):
     assert re.search(r"Best accuracy: [\d.]+", log) and "Saving..." in log
     assert (workdir / "benchmarks" / "train_baseline" / "seed0.tsv").exists()
     assert not any((workdir / ".prunequant-resume").rglob("*.pt"))  # finished jobs leave no resume state
+
+
+def test_every_full_int8_recipe_runs_in_tflm_with_its_arena_flash_and_the_device_section(finished_run):
+    workdir, _ = finished_run
+    for run in ("seed0", "seed1"):
+        for recipe in ("minmax", "qat", "qat_kd"):
+            folder = workdir / "results" / "tflm" / run / "baseline" / recipe
+            evaluation = json.loads((folder / "evaluation.json").read_text())
+            assert evaluation["deployment"] == f"int8-{recipe}_tflm"
+            assert evaluation["flash_bytes"] == (folder / "model.tflite").stat().st_size > 0
+            head, tail = evaluation["arena_head_bytes"], evaluation["arena_tail_bytes"]
+            assert head + tail == evaluation["arena_bytes"]
+            assert evaluation["onnxruntime_int8_agreement_pct"] >= 99.0
+            assert evaluation["peak_activation_bytes"] > 0
+        assert not (workdir / "results" / "tflm" / run / "baseline" / "partial").exists()
+    report = (workdir / "results" / "report" / "report.md").read_text()
+    assert "## Down to the microcontroller (TensorFlow Lite Micro)" in report
+    assert "| cortex-m4 | cortex-m0plus |" in report
+    assert "**cortex-m4**: ship `baseline/int8-" in report
+    latency = json.loads((workdir / "results" / "latency" / "onnxruntime.json").read_text())
+    assert "_tflm" not in json.dumps(latency)
 
 
 def test_seeds_change_the_weights_but_not_the_split(finished_run):
@@ -133,9 +155,12 @@ def test_a_quantization_setting_reruns_only_that_recipe_its_timing_and_report(fi
     """Each quantize job scores its own int8 model, so its evaluation reruns with it."""
     workdir, config = finished_run
     planned = _planned_with(
-        workdir, config, lambda c: c["quantize"]["recipes"][0].update(calibration_method="Percentile")
+        workdir,
+        config,
+        lambda c: c["quantize"]["recipes"][0].update(calibration_method="Percentile", percentile=99.9),
     )
-    assert planned == {"quantize": 2, "time_latency": 1, "report": 1}
+    # the TFLM job of each run converts that recipe again, from the same calibration samples
+    assert planned == {"quantize": 2, "tflm": 2, "time_latency": 1, "report": 1}
 
 
 def test_a_latency_setting_reruns_only_the_timing_and_the_report(finished_run):
@@ -249,3 +274,15 @@ def test_a_split_per_run_plans_one_dataset_per_run_and_retrains_on_it(finished_r
     planned = _planned_with(workdir, config, lambda c: c["data"].update(split_per_run=True))
     assert planned["prepare_data"] == 2  # one split per seed
     assert planned["train_baseline"] == 2
+
+
+def test_editing_a_caption_reruns_only_the_report(finished_run):
+    workdir, _ = finished_run
+    caption = workdir / "workflow" / "captions" / "criteria.rst"
+    original = caption.read_text()
+    caption.write_text(original.replace("Pruning criteria side by side.", "Criteria against random."))
+    try:
+        assert planned_jobs(workdir) == {"report": 1}
+    finally:
+        caption.write_text(original)
+    assert planned_jobs(workdir) == {}

@@ -40,12 +40,12 @@ __all__ = [
     "read_logits",
 ]
 
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "tflm")
 SPLITS_SCORED = ("val", "test")
 
 
 def open_model(artifact_path: str | os.PathLike, runtime: str, *, threads: int = 1):
-    """A torch checkpoint as a model, or an ONNX file as an ONNX Runtime session."""
+    """A torch checkpoint as a model, an ONNX file as an ONNX Runtime session, or a .tflite in TFLM."""
     if runtime == "torch":
         import torch
 
@@ -57,6 +57,10 @@ def open_model(artifact_path: str | os.PathLike, runtime: str, *, threads: int =
         from prunequant.quantize.runtime import OnnxClassifier
 
         return OnnxClassifier(artifact_path, threads=threads)
+    if runtime == "tflm":
+        from prunequant.deploy.tflm import TflmClassifier
+
+        return TflmClassifier(artifact_path)
     raise ValueError(f"unknown runtime {runtime!r}; known: {RUNTIMES}")
 
 
@@ -111,6 +115,7 @@ def _model_description(parent_model_path, dataset, family: str) -> dict:
         "parameters": count_parameters(parent),
         "nonzero_parameters": int(sparsity_record(parent)["nonzero_parameters"]),
         "macs": count_macs(parent, dataset.n_channels, dataset.length),
+        "peak_activation_elements": _peak_activation_elements(parent, dataset),
     }
     if family == "unstructured":
         description.update(
@@ -123,14 +128,40 @@ def _model_description(parent_model_path, dataset, family: str) -> dict:
     return description
 
 
+def _peak_activation_elements(parent, dataset) -> int:
+    """The deployment form's largest set of live activations at batch 1, in elements: times the
+    element size, what a runtime's arena must hold for activations (prunequant.deploy.memory)."""
+    import torch
+
+    from prunequant.deploy.memory import model_peak_activation_bytes
+    from prunequant.quantize.fold import deployment_model
+
+    example = torch.zeros(1, dataset.n_channels, dataset.length)
+    return model_peak_activation_bytes(deployment_model(parent), example, element_size=1).bytes
+
+
+_ELEMENT_BYTES = {"fp32": 4, "int8": 1}
+
+
 def _parent_description(parent_predictions_path) -> dict:
     """The same description, read from the parent's evaluation beside its predictions."""
     parent = json.loads((Path(parent_predictions_path).parent / "evaluation.json").read_text())
     return {
         key: value
         for key, value in parent.items()
-        if key in ("parameters", "nonzero_parameters", "macs") or key.startswith("storage_")
+        if key in ("parameters", "nonzero_parameters", "macs", "peak_activation_elements")
+        or key.startswith("storage_")
     }
+
+
+def _weight_bytes(artifact_path, parent_model_path, runtime: str) -> int:
+    if runtime == "torch":
+        return _torch_weight_bytes(parent_model_path)
+    if runtime == "tflm":
+        from prunequant.deploy.tflm import tflite_weight_bytes
+
+        return tflite_weight_bytes(Path(artifact_path).read_bytes())
+    return onnx_weight_bytes(artifact_path)
 
 
 def _torch_weight_bytes(parent_model_path) -> int:
@@ -188,13 +219,12 @@ def evaluate_variant(
         metrics.update(_model_description(parent_model_path, dataset, variant["family"]))
     metrics.update(
         size_bytes=file_bytes(artifact_path),
-        weight_bytes=(
-            _torch_weight_bytes(parent_model_path)
-            if form["runtime"] == "torch"
-            else onnx_weight_bytes(artifact_path)
-        ),
+        weight_bytes=_weight_bytes(artifact_path, parent_model_path, form["runtime"]),
         artifact=Path(artifact_path).as_posix(),
     )
+    if "peak_activation_elements" in metrics:
+        element_bytes = _ELEMENT_BYTES[form["precision"]]
+        metrics["peak_activation_bytes"] = metrics["peak_activation_elements"] * element_bytes
     if parent_predictions_path is not None:
         metrics.update(agreement(read_logits(parent_predictions_path, "test"), logits_by_split["test"]))
     return metrics, {name: np.concatenate([table[name] for table in tables]) for name in tables[0]}

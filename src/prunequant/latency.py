@@ -34,7 +34,6 @@ __all__ = [
     "describe_speedup",
     "pinned_threads",
     "cpu_name",
-    "time_artifacts",
     "time_variants",
 ]
 
@@ -256,47 +255,6 @@ def _check_references(artifacts: Mapping[str, object], references: Mapping[str, 
         raise ValueError(f"references name variants that are not timed: {sorted(unknown)}")
 
 
-def time_artifacts(
-    artifacts: Mapping[str, str | os.PathLike],
-    *,
-    runtime: str,
-    n_channels: int,
-    length: int,
-    threads: int,
-    warmup: int,
-    rounds: int,
-    seed: int,
-    batch_sizes: tuple[int, ...] = (1, 64),
-    references: Mapping[str, str],
-) -> dict:
-    """Latency of every artifact of one runtime, timed together in interleaved rounds.
-
-    ``artifacts`` maps a variant name to a torch checkpoint (runtime "torch") or an ONNX
-    file (runtime "onnxruntime"); each is opened once. Every variant gets the same fixed
-    random batch (from ``seed``). Returns a JSON-able dict: ``runtime``, ``threads``,
-    ``rounds``, ``warmup``, ``cpu``, ``batch_sizes``, ``cores`` (the pinned cores, or None)
-    and ``variants``: ``{name: {"batch1": summary, "batch64": summary}}``, each summary as
-    from :func:`summarize`.
-    """
-    record = time_variants(
-        artifacts,
-        runtime=runtime,
-        references={"reference": references},
-        n_channels=n_channels,
-        length=length,
-        threads=threads,
-        warmup=warmup,
-        rounds=rounds,
-        seed=seed,
-        batch_sizes=batch_sizes,
-    )
-    # One reference per variant: its speedup entry sits in the summary itself.
-    for per_batch in record["variants"].values():
-        for summary in per_batch.values():
-            summary.update(summary.pop("speedups").get("reference", {}))
-    return record
-
-
 def time_variants(
     artifacts: Mapping[str, str | os.PathLike],
     *,
@@ -310,12 +268,17 @@ def time_variants(
     seed: int,
     batch_sizes: tuple[int, ...] = (1, 64),
 ) -> dict:
-    """:func:`time_artifacts` with several named reference maps over the same timings.
+    """Latency of every artifact of one runtime, timed together in interleaved rounds, with
+    speedups against several named reference maps over the same timings.
 
-    ``references`` maps a label (e.g. "baseline", "parent") to a variant → reference map.
-    Each summary holds ``median_ms``, ``low_ms``, ``high_ms`` and ``speedups``: per label
-    under which the variant has a reference, ``{reference, speedup, speedup_low,
-    speedup_high, verdict}``. The record is otherwise that of :func:`time_artifacts`.
+    ``artifacts`` maps a variant name to a torch checkpoint (runtime "torch") or an ONNX file
+    (runtime "onnxruntime"); each is opened once. Every variant gets the same fixed random batch
+    (from ``seed``). ``references`` maps a label (e.g. "baseline", "parent") to a variant →
+    reference map. Returns a JSON-able dict: ``runtime``, ``threads``, ``rounds``, ``warmup``,
+    ``cpu``, ``batch_sizes``, ``cores`` (the pinned cores, or None) and ``variants``: ``{name:
+    {"batch<b>": summary}}``; each summary holds ``median_ms``, ``low_ms``, ``high_ms`` and
+    ``speedups``: per label under which the variant has a reference, ``{reference, speedup,
+    speedup_low, speedup_high, verdict}``.
     """
     for reference_map in references.values():
         _check_references(artifacts, reference_map)

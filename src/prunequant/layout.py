@@ -24,6 +24,7 @@ from prunequant.variants import (
     quantized_models,
     split_name,
     split_variant,
+    tflm_recipes,
     tuning_grid,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "FIGURES",
     "FOREST_QUESTIONS",
     "LATENCY_RUNTIMES",
+    "TFLM_OUTPUTS",
     "StudyLayout",
     "stable_setting",
 ]
@@ -55,8 +57,18 @@ FAMILY_STAGE = {
     "scratch": "from_scratch",
 }
 
-# The runtimes whose variants are timed, all of one runtime in one job.
+# The runtimes whose variants are timed, all of one runtime in one job. TFLM is not among them:
+# its reference kernels on this host say nothing of a microcontroller's time, so the tflm stage
+# records that host time as such instead.
 LATENCY_RUNTIMES = ["torch", "onnxruntime"]
+
+# What the tflm stage writes per recipe, by output key.
+TFLM_OUTPUTS = {
+    "tflite": "model.tflite",
+    "record": "tflm.json",
+    "evaluation": "evaluation.json",
+    "predictions": "predictions.csv",
+}
 
 # The report's figures; each has its title and caption in captions/<name>.rst, which the
 # Markdown report and the HTML report both show. A study with a tuning grid adds one.
@@ -74,6 +86,7 @@ FIGURES = [
     "quantization_sensitivity",
     "training_curves",
     "confusion",
+    "device_budgets",
 ]
 # The study questions that get a forest plot each (figure ``forest_<question>``); a recommendation
 # is a single comparison, shown in the report's text instead.
@@ -116,6 +129,7 @@ class StudyLayout:
     sensitivity: bool  # whether per-block sensitivity curves are computed
     split_per_run: bool = False  # each run draws its own train/val split (data.split_per_run)
     distillations: dict[str, dict] = field(default_factory=dict)  # name → settings (``distillation:``)
+    tflm: list[str] = field(default_factory=list)  # the recipes also deployed in TFLM (``quantize.tflm``)
 
     @classmethod
     def from_config(cls, config: Mapping, n_folds: int | None) -> StudyLayout:
@@ -134,6 +148,7 @@ class StudyLayout:
             sensitivity=bool(sensitivity["max_drop_pp"] or sensitivity["rates"]),
             split_per_run=bool(config["data"]["split_per_run"]),
             distillations={entry["name"]: dict(entry) for entry in config["distillation"]},
+            tflm=tflm_recipes(config["quantize"]["recipes"], config["quantize"]["tflm"]),
         )
 
     # ------------------------------------------------------------------ the variant space
@@ -168,7 +183,7 @@ class StudyLayout:
             (run, model, deployment)
             for run in self.runs
             for model in self.models
-            for deployment in deployments(model, self.quantized, self.recipe_names)
+            for deployment in deployments(model, self.quantized, self.recipe_names, self.tflm)
         ]
 
     # ------------------------------------------------------------------ one variant's files
@@ -209,13 +224,41 @@ class StudyLayout:
         stage = self.int8_stage(recipe_name)
         return f"results/{stage}/{run}/{model}/{recipe_name}/{stage}.json"
 
+    def tflm_dir(self, run: str, model: str, recipe_name: str) -> str:
+        return f"results/tflm/{run}/{model}/{recipe_name}"
+
+    def tflm_outputs(self, run: str, model: str) -> dict[str, list[str]]:
+        """Output key → one path per TFLM recipe: what one tflm job writes for a model of a run."""
+        return {
+            key: [f"{self.tflm_dir(run, model, recipe)}/{name}" for recipe in self.tflm]
+            for key, name in TFLM_OUTPUTS.items()
+        }
+
+    def tflm_output_patterns(self) -> dict[str, list[str]]:
+        """:meth:`tflm_outputs` with ``{run}`` and ``{model}`` left as wildcards: the rule's outputs."""
+        return self.tflm_outputs("{run}", "{model}")
+
+    def tflm_inputs(self, run: str, model: str) -> dict[str, str]:
+        """What a tflm job reads beside the parent: each recipe's ORT int8 predictions (agreement is
+        measured against them) and a QAT recipe's trained checkpoint."""
+        inputs = {}
+        for recipe in self.tflm:
+            int8_dir = self.stage_dir(run, model, f"int8-{recipe}_onnxruntime")
+            inputs[f"onnxruntime_{recipe}"] = f"{int8_dir}/predictions.csv"
+            if self.int8_stage(recipe) == "qat":
+                inputs[f"qat_{recipe}"] = f"{int8_dir}/checkpoint.pt"
+        return inputs
+
     def deployed_artifact(self, run: str, model: str, deployment: str) -> str:
-        """The file a deployment runs: a checkpoint, an fp32 or an int8 ONNX model."""
+        """The file a deployment runs: a checkpoint, an fp32 or an int8 ONNX model, a .tflite."""
         if deployment == "fp32_torch":
             return self.trained_model(run, model)
         if deployment == "fp32_onnxruntime":
             return f"results/export_onnx/{run}/{model}/model.onnx"
-        return self.int8_artifact(run, model, parse_deployment(deployment)["recipe"])
+        form = parse_deployment(deployment)
+        if form["runtime"] == "tflm":
+            return f"{self.tflm_dir(run, model, form['recipe'])}/{TFLM_OUTPUTS['tflite']}"
+        return self.int8_artifact(run, model, form["recipe"])
 
     def stage_dir(self, run: str, model: str, deployment: str) -> str:
         """The folder of the stage that makes (and scores) a deployed variant."""
@@ -265,6 +308,10 @@ class StudyLayout:
                         qat_dir = self.stage_dir(run, model, f"int8-{name}_onnxruntime")
                         histories[f"{run}/{model}/int8-{name}"] = f"{qat_dir}/history.csv"
         return histories
+
+    def training_metrics(self) -> list[str]:
+        """The metrics JSON of every trained fp32 model (the report reads the training device)."""
+        return [f"{self.model_dir(run, model)}/metrics.json" for run in self.runs for model in self.models]
 
     def quantization_records(self) -> dict[str, str]:
         return {

@@ -8,7 +8,6 @@ and interleave repeated runs of the variants being compared.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,6 @@ __all__ = [
     "state_dict_weight_bytes",
     "onnx_weight_bytes",
     "file_bytes",
-    "measure_latency",
     "make_torch_runner",
     "make_onnx_runner",
 ]
@@ -97,31 +95,6 @@ def onnx_weight_bytes(path: str | os.PathLike) -> int:
 
 def file_bytes(path: str | os.PathLike) -> int:
     return os.path.getsize(path)
-
-
-def measure_latency(run: Callable[[], object], *, warmup: int, repeats: int) -> dict:
-    """Time ``repeats`` calls of ``run`` after ``warmup`` untimed calls; milliseconds per call."""
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        run()
-    times = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter()
-        run()
-        times[i] = time.perf_counter() - start
-    times *= 1000.0
-    p10, median, p90 = np.percentile(times, [10, 50, 90])
-    return {
-        "median_ms": float(median),
-        "p10_ms": float(p10),
-        "p90_ms": float(p90),
-        "min_ms": float(times.min()),
-        "repeats": repeats,
-        "warmup": warmup,
-    }
 
 
 def _fixed_input(batch_size: int, n_channels: int, length: int, seed: int) -> np.ndarray:

@@ -1,61 +1,26 @@
-"""The training stages: the baseline, pruning with fine-tuning, sparse fine-tuning, from scratch.
+"""What the training stages share: the reference model, the pruned widths of the from-scratch
+control, and one call that trains a stage's model (resumable, best on validation, a teacher when
+the stage distils) and the metrics it records.
 
-Each function is one workflow stage: it reads its inputs from files, trains with
-:func:`prunequant.engine.train` (resumable, best-on-validation), and writes a checkpoint,
-a per-epoch history CSV and a metrics JSON.
+The stages themselves are :mod:`prunequant.stages`, one module per workflow rule.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, replace
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
-from prunequant.checkpoint import load_model, save_model
-from prunequant.data import PreparedDataset, load_dataset
+from prunequant.data import PreparedDataset
 from prunequant.distill import Teacher
-from prunequant.engine import (
-    EpochRecord,
-    TrainConfig,
-    fingerprint,
-    pick_device,
-    seed_everything,
-    train,
-    write_history,
-)
-from prunequant.io import write_json
+from prunequant.engine import TrainConfig, pick_device, seed_everything, train
 from prunequant.model import BlockSpec, ModelSpec, build_model
-from prunequant.prune.schedule import (
-    channels_to_remove_at_step,
-    iterative_rates,
-    iterative_step_rates,
-    split_epochs,
-)
-from prunequant.prune.sensitivity import block_sensitivity, rates_within_drop
-from prunequant.prune.structured import prune_structured
-from prunequant.prune.unstructured import (
-    apply_masks,
-    magnitude_masks,
-    mask_holder,
-    sparsity_record,
-    storage_bytes,
-)
 
-__all__ = [
-    "baseline_model",
-    "pruned_widths",
-    "run_training",
-    "run_structured_pruning",
-    "run_sparse_finetuning",
-    "run_from_scratch",
-    "run_sensitivity",
-]
+__all__ = ["baseline_model", "pruned_widths", "stage_metrics", "tensors_of", "train_stage"]
 
 
 def baseline_model(
@@ -88,12 +53,12 @@ def pruned_widths(blocks: list[dict], rate: float, not_prunable: Sequence[str] =
     return widths
 
 
-def _tensors(dataset: PreparedDataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def tensors_of(dataset: PreparedDataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = dataset.split(split)
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def _train_stage(
+def train_stage(
     model: nn.Module,
     dataset: PreparedDataset,
     config: TrainConfig,
@@ -108,7 +73,7 @@ def _train_stage(
 ):
     target = pick_device(device)
     print(f"Training on {target} ({torch.get_num_threads()} CPU threads)")
-    train_data = _tensors(dataset, "train")
+    train_data = tensors_of(dataset, "train")
     objective = None
     if teacher is not None:
         objective = teacher.objective(train_data[0], device=target)
@@ -116,7 +81,7 @@ def _train_stage(
     result = train(
         model,
         train_data,
-        _tensors(dataset, "val"),
+        tensors_of(dataset, "val"),
         config,
         device=target,
         best_path=model_path,
@@ -129,7 +94,7 @@ def _train_stage(
     return result, target
 
 
-def _metrics(result, config: TrainConfig, target, model: nn.Module, **extra) -> dict:
+def stage_metrics(result, config: TrainConfig, target, model: nn.Module, **extra) -> dict:
     return {
         "best_val_accuracy": result.best_accuracy,
         "best_epoch": result.best_epoch,
@@ -142,383 +107,3 @@ def _metrics(result, config: TrainConfig, target, model: nn.Module, **extra) -> 
         "parameters": sum(p.numel() for p in model.parameters()),
         **extra,
     }
-
-
-def run_training(
-    *,
-    dataset_path: str | os.PathLike,
-    training: dict,
-    seed: int,
-    device: str,
-    model_path: str | os.PathLike,
-    history_path: str | os.PathLike,
-    metrics_path: str | os.PathLike,
-    resume_path: str | os.PathLike,
-    blocks: list[dict] | None = None,
-    arch: str = "separable",
-    init_model_path: str | os.PathLike | None = None,
-    distillation: Mapping | None = None,
-    teacher_path: str | os.PathLike | None = None,
-) -> dict:
-    """Train a new model (``blocks``) or continue from a checkpoint (``init_model_path``).
-
-    With ``distillation`` settings the model is trained against the teacher at ``teacher_path``
-    (:mod:`prunequant.distill`). Writes the best checkpoint, the per-epoch history CSV and a
-    metrics JSON; returns the metrics.
-    """
-    teacher = Teacher.of(distillation, teacher_path)
-    teacher_parts, teacher_files = Teacher.inputs(teacher)
-    if (blocks is None) == (init_model_path is None):
-        raise ValueError("give exactly one of blocks (train from scratch) or init_model_path (fine-tune)")
-    config = TrainConfig(seed=seed, **training)
-    dataset = load_dataset(dataset_path)
-    n_channels, length = dataset.X_train.shape[1:]
-    if blocks is not None:
-        model = baseline_model(blocks, n_channels, len(dataset.classes), length, seed, arch)
-        inputs = (str(dataset_path),)
-    else:
-        model, _ = load_model(init_model_path)
-        seed_everything(seed)
-        inputs = (str(dataset_path), str(init_model_path))
-    result, target = _train_stage(
-        model,
-        dataset,
-        config,
-        device=device,
-        model_path=model_path,
-        resume_path=resume_path,
-        job_fingerprint=fingerprint(
-            asdict(config), blocks, arch, *teacher_parts, files=inputs + teacher_files
-        ),
-        metadata={},
-        teacher=teacher,
-    )
-    write_history(result.history, history_path)
-    metrics = _metrics(result, config, target, model)
-    write_json(metrics, metrics_path)
-    return metrics
-
-
-def _sensitivity_rates(curves_path: str | os.PathLike, max_drop_pp: float) -> dict[str, float]:
-    with Path(curves_path).open(newline="") as handle:
-        rows = [
-            {
-                "block": row["block"],
-                "rate": float(row["rate"]),
-                "val_accuracy": float(row["val_accuracy"]),
-                "channels_after": int(row["channels_after"]),
-            }
-            for row in csv.DictReader(handle)
-        ]
-    return rates_within_drop(rows, max_drop_pp=max_drop_pp)
-
-
-def _step_rates(total_rate, widths_now: dict[str, int], widths_start: dict[str, int], scope: str):
-    """The rate to apply to the CURRENT model so that exactly the cumulative target is kept.
-
-    Targets are counted against the original widths with the rounding of one-shot pruning
-    (:mod:`prunequant.prune.schedule`), so the last step of an iterative schedule lands on
-    the one-shot channel count. Only the prunable blocks are given (``widths_*``); global
-    scope counts their channels together. Per-block rates (a mapping, from sensitivity
-    curves) are one step from the unpruned model and apply as they are.
-    """
-    if isinstance(total_rate, dict):
-        return {name: total_rate[name] for name in widths_now}
-    if scope == "global":
-        now = sum(widths_now.values())
-        return channels_to_remove_at_step(sum(widths_start.values()), now, total_rate) / now
-    return iterative_step_rates(widths_start, widths_now, total_rate)
-
-
-def _widths(model: nn.Module, not_prunable: Sequence[str] = ()) -> dict[str, int]:
-    """Pointwise output channels of every block that may be pruned."""
-    return {
-        f"blocks.{index}": block.pointwise.out_channels
-        for index, block in enumerate(model.blocks)
-        if f"blocks.{index}" not in not_prunable
-    }
-
-
-def run_structured_pruning(
-    *,
-    baseline_path: str | os.PathLike,
-    dataset_path: str | os.PathLike,
-    method: dict,
-    min_channels: int,
-    not_prunable: Sequence[str],
-    training: dict,
-    seed: int,
-    device: str,
-    model_path: str | os.PathLike,
-    history_path: str | os.PathLike,
-    record_path: str | os.PathLike,
-    metrics_path: str | os.PathLike,
-    resume_dir: str | os.PathLike,
-    sensitivity_path: str | os.PathLike | None = None,
-    distillation: Mapping | None = None,
-    teacher_path: str | os.PathLike | None = None,
-) -> dict:
-    """Prune channels by ``method`` (criterion, scope, schedule, rate) and fine-tune.
-
-    One-shot prunes once and fine-tunes for ``training['epochs']``; an iterative schedule
-    reaches the same final channel count in ``steps`` cuts with fine-tuning between them,
-    spending the same epochs in total, so the two differ only in how they cut.
-    Sensitivity-derived methods prune each block at the largest rate whose validation drop
-    (measured without fine-tuning) stays within ``max_drop_pp``. With ``distillation``, every
-    fine-tuning step trains against the teacher at ``teacher_path``.
-    """
-    teacher = Teacher.of(distillation, teacher_path)
-    teacher_parts, teacher_files = Teacher.inputs(teacher)
-    dataset = load_dataset(dataset_path)
-    model, _ = load_model(baseline_path)
-    seed_everything(seed)
-    train_data = _tensors(dataset, "train")
-    if method["family"] == "sensitivity":
-        final_rate = _sensitivity_rates(sensitivity_path, method["max_drop_pp"])
-        for name in not_prunable:
-            final_rate[name] = 0.0
-    else:
-        final_rate = method["rate"]
-    steps = method["steps"] if method["schedule"] == "iterative" else 1
-    if isinstance(final_rate, dict):
-        cumulative = [final_rate]
-    elif steps == 1:
-        cumulative = [final_rate]
-    else:
-        cumulative = iterative_rates(final_rate, steps, method["spacing"])
-    epochs = split_epochs(training["epochs"], len(cumulative))
-    widths_start = _widths(model, not_prunable)
-    resume_dir = Path(resume_dir)
-    job_fingerprint = fingerprint(
-        method,
-        min_channels,
-        list(not_prunable),
-        training,
-        seed,
-        *teacher_parts,
-        files=(str(dataset_path), str(baseline_path), *teacher_files),
-    )
-    history: list[EpochRecord] = []
-    step_records = []
-    parameters_before = sum(p.numel() for p in model.parameters())
-    result = target = None
-    for step, (rate, step_epochs) in enumerate(zip(cumulative, epochs, strict=True), start=1):
-        last = step == len(cumulative)
-        done = resume_dir / f"step{step}-done.pt"
-        if not last and done.exists():
-            # Finished before the job was killed: its pruned, fine-tuned weights are kept.
-            model, metadata = load_model(done)
-            step_records.append(metadata["step_record"])
-            history += _renumbered(_read_history(done.with_suffix(".csv")), after=len(history))
-            continue
-        model, record = _prune_step(
-            model, rate, widths_start, method, seed + step, train_data, not_prunable, min_channels
-        )
-        record = dict(record, step=step, cumulative_rate=rate, epochs=step_epochs)
-        step_records.append(record)
-        print(f"Step {step}/{len(cumulative)}: widths {_widths(model)}, fine-tuning {step_epochs} epochs")
-        if step_epochs == 0:
-            continue
-        result, target = _train_stage(
-            model,
-            dataset,
-            TrainConfig(seed=seed + step, **dict(training, epochs=step_epochs)),
-            device=device,
-            model_path=model_path if last else done,
-            resume_path=resume_dir / f"step{step}.pt",
-            job_fingerprint=f"{job_fingerprint}-step{step}",
-            metadata={"pruning": method, "step_record": record},
-            teacher=teacher,
-        )
-        history += _renumbered(result.history, after=len(history))
-        if not last:
-            write_history(result.history, done.with_suffix(".csv"))
-            model, _ = load_model(done)
-    if not Path(model_path).exists():  # the last step had no epochs to train
-        save_model(model, model_path, {"pruning": method})
-    for leftover in resume_dir.glob("step*-done.*"):
-        leftover.unlink()
-    write_history(history, history_path)
-    final, _ = load_model(model_path)
-    pruning = {
-        "method": method,
-        "final_rate": final_rate,
-        "steps": step_records,
-        "epochs_per_step": epochs,
-        "widths_before": widths_start,
-        "widths_after": _widths(final),
-        "parameters_before": parameters_before,
-        "parameters_after": sum(p.numel() for p in final.parameters()),
-    }
-    write_json(pruning, record_path)
-    metrics = {
-        "best_val_accuracy": result.best_accuracy if result else None,
-        "best_epoch": result.best_epoch if result else None,
-        "epochs": sum(epochs),
-        "device": str(target) if target else "cpu",
-        "train_seconds": sum(record.train_time for record in history),
-        "parameters": pruning["parameters_after"],
-    }
-    write_json(metrics, metrics_path)
-    return metrics
-
-
-def _prune_step(model, rate, widths_start, method, seed, train_data, not_prunable, min_channels):
-    step_rate = _step_rates(rate, _widths(model, not_prunable), widths_start, method["scope"])
-    values = step_rate.values() if isinstance(step_rate, dict) else [step_rate]
-    if all(value <= 0 for value in values):
-        return model, {"note": "no channel to remove at this step", "blocks": []}
-    return prune_structured(
-        model,
-        rate=step_rate,
-        criterion=method["criterion"],
-        scope=method["scope"],
-        seed=seed,
-        data=train_data,
-        not_prunable=not_prunable,
-        min_channels=min_channels,
-    )
-
-
-def _renumbered(records: list[EpochRecord], *, after: int) -> list[EpochRecord]:
-    """Epochs of one fine-tuning step, numbered on from the steps before it."""
-    return [replace(record, epoch=after + index) for index, record in enumerate(records, start=1)]
-
-
-def _read_history(path: Path) -> list[EpochRecord]:
-    with path.open(newline="") as handle:
-        return [
-            EpochRecord(**{key: int(value) if key == "epoch" else float(value) for key, value in row.items()})
-            for row in csv.DictReader(handle)
-        ]
-
-
-def run_sparse_finetuning(
-    *,
-    baseline_path: str | os.PathLike,
-    dataset_path: str | os.PathLike,
-    method: dict,
-    not_prunable: Sequence[str],
-    training: dict,
-    seed: int,
-    device: str,
-    model_path: str | os.PathLike,
-    history_path: str | os.PathLike,
-    record_path: str | os.PathLike,
-    metrics_path: str | os.PathLike,
-    resume_path: str | os.PathLike,
-    distillation: Mapping | None = None,
-    teacher_path: str | os.PathLike | None = None,
-) -> dict:
-    """Unstructured magnitude pruning at ``method['rate']`` sparsity, fine-tuned with masks held.
-
-    Masked weights are set back to zero after every optimizer step, so they stay zero through
-    fine-tuning and the saved weights are plainly sparse (the masks are permanent). With
-    ``distillation``, the fine-tuning trains against the teacher at ``teacher_path``.
-    """
-    teacher = Teacher.of(distillation, teacher_path)
-    teacher_parts, teacher_files = Teacher.inputs(teacher)
-    dataset = load_dataset(dataset_path)
-    model, _ = load_model(baseline_path)
-    seed_everything(seed)
-    masks = magnitude_masks(model, method["rate"], scope=method["scope"], not_prunable=not_prunable)
-    apply_masks(model, masks)
-    config = TrainConfig(seed=seed, **training)
-    result, target = _train_stage(
-        model,
-        dataset,
-        config,
-        device=device,
-        model_path=model_path,
-        resume_path=resume_path,
-        job_fingerprint=fingerprint(
-            method,
-            list(not_prunable),
-            asdict(config),
-            *teacher_parts,
-            files=(str(dataset_path), str(baseline_path), *teacher_files),
-        ),
-        metadata={"sparsity": method},
-        after_step=mask_holder(model, masks),
-        teacher=teacher,
-    )
-    write_history(result.history, history_path)
-    final, _ = load_model(model_path)
-    record = {"method": method, "sparsity": sparsity_record(final), "storage_bytes": storage_bytes(final)}
-    write_json(record, record_path)
-    metrics = _metrics(
-        result, config, target, final, nonzero_parameters=record["sparsity"]["nonzero_parameters"]
-    )
-    write_json(metrics, metrics_path)
-    return metrics
-
-
-def run_from_scratch(
-    *,
-    dataset_path: str | os.PathLike,
-    rate: float,
-    arch: str,
-    blocks: list[dict],
-    not_prunable: Sequence[str],
-    training: dict,
-    seed: int,
-    device: str,
-    model_path: str | os.PathLike,
-    history_path: str | os.PathLike,
-    metrics_path: str | os.PathLike,
-    resume_path: str | os.PathLike,
-    distillation: Mapping | None = None,
-    teacher_path: str | os.PathLike | None = None,
-) -> dict:
-    """The pruned architecture at ``rate``, trained from random initialisation like the baseline;
-    with ``distillation``, against the teacher at ``teacher_path`` (a distilled student)."""
-    return run_training(
-        distillation=distillation,
-        teacher_path=teacher_path,
-        dataset_path=dataset_path,
-        training=training,
-        seed=seed,
-        device=device,
-        model_path=model_path,
-        history_path=history_path,
-        metrics_path=metrics_path,
-        resume_path=resume_path,
-        blocks=pruned_widths(blocks, rate, not_prunable),
-        arch=arch,
-    )
-
-
-def run_sensitivity(
-    *,
-    baseline_path: str | os.PathLike,
-    dataset_path: str | os.PathLike,
-    criterion: str,
-    rates: Sequence[float],
-    not_prunable: Sequence[str],
-    seed: int,
-    curves_path: str | os.PathLike,
-) -> list[dict]:
-    """Validation accuracy of the baseline with one block pruned at a time, over ``rates``.
-
-    No fine-tuning: the curves say how much each block's channels matter as trained, which
-    is what per-block rates are derived from. Only validation data is used.
-    """
-    dataset = load_dataset(dataset_path)
-    model, _ = load_model(baseline_path)
-    seed_everything(seed)
-    rows = block_sensitivity(
-        model,
-        val_data=_tensors(dataset, "val"),
-        rates=list(rates),
-        criterion=criterion,
-        seed=seed,
-        data=_tensors(dataset, "train"),
-        not_prunable=not_prunable,
-    )
-    path = Path(curves_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["block", "rate", "val_accuracy", "channels_after"])
-        writer.writeheader()
-        writer.writerows({key: row[key] for key in writer.fieldnames} for row in rows)
-    return rows

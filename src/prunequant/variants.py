@@ -34,6 +34,9 @@ __all__ = [
     "configured_runs",
     "parse_split",
     "split_name",
+    "INT8_RUNTIMES",
+    "TFLM_METHODS",
+    "tflm_recipes",
     "deployments",
     "parse_deployment",
     "schedule_label",
@@ -50,6 +53,11 @@ CRITERIA = ("l1", "l2", "bn_scale", "taylor", "random")
 SCOPES = ("layer", "global")
 SPACINGS = ("linear", "cubic")
 FP32_DEPLOYMENTS = ("fp32_torch", "fp32_onnxruntime")
+# Where an int8 recipe runs: ONNX Runtime (every recipe), TensorFlow Lite Micro (full-int8 ones).
+INT8_RUNTIMES = ("onnxruntime", "tflm")
+# Recipe methods whose int8 model runs in TFLM's integer kernels as a whole; partial quantization
+# keeps layers in float, which TFLM's int8 kernels cannot run.
+TFLM_METHODS = ("ptq", "qat")
 
 _RATE = r"(?P<rate>0?\.\d+|0|1)"
 # A distilled twin ends in its distillation's name: "l1-layer-oneshot-r0.5-kd" (``distillation[].name``).
@@ -62,7 +70,7 @@ _SENSITIVITY = re.compile(rf"^sens-(?P<criterion>{'|'.join(CRITERIA)})-d(?P<drop
 _UNSTRUCTURED = re.compile(rf"^sparse-(?P<scope>{'|'.join(SCOPES)})-s{_RATE}{_DISTILLED}$")
 _SCRATCH = re.compile(rf"^scratch-r{_RATE}{_DISTILLED}$")
 _RUN = re.compile(r"^(fold(?P<fold>\d+)-)?seed(?P<seed>\d+)$")
-_INT8 = re.compile(r"^int8-(?P<recipe>[a-z0-9_]+)_onnxruntime$")
+_INT8 = re.compile(rf"^int8-(?P<recipe>[a-z0-9_]+)_(?P<runtime>{'|'.join(INT8_RUNTIMES)})$")
 _CANDIDATE = re.compile(r"^bs(?P<batch_size>\d+)-lr(?P<lr>\d+(\.\d+)?)$")
 
 
@@ -111,7 +119,11 @@ def method_settings(settings: Mapping) -> dict:
 
 
 def _rate_text(rate: float) -> str:
-    return f"{rate:g}"
+    """The shortest text that reads back as exactly ``rate`` (``repr``): "0.5", "0.05", "0.1234567".
+
+    ``:g`` would keep six significant digits only, so two rates could share a name.
+    """
+    return repr(float(rate))
 
 
 def schedule_label(schedule: str, steps: int, spacing: str) -> str:
@@ -245,11 +257,21 @@ def parse_split(name: str) -> tuple[int | None, int | None]:
     return parse_run(name)
 
 
-def deployments(model: str, quantized: list[str], recipes: list[str]) -> list[str]:
-    """How a model is evaluated: fp32 in PyTorch always; ONNX Runtime fp32 and int8 when quantized."""
+def tflm_recipes(recipes: list[Mapping], enabled: bool = True) -> list[str]:
+    """The recipes deployed in TFLM too (``quantize.tflm``): every full-int8 one (TFLM_METHODS)."""
+    return [recipe["name"] for recipe in recipes if enabled and recipe["method"] in TFLM_METHODS]
+
+
+def deployments(model: str, quantized: list[str], recipes: list[str], tflm: list[str] = ()) -> list[str]:
+    """How a model is evaluated: fp32 in PyTorch always; ONNX Runtime fp32 and int8 when quantized,
+    and the ``tflm`` recipes in TensorFlow Lite Micro."""
     if model not in quantized:
         return ["fp32_torch"]
-    return [*FP32_DEPLOYMENTS, *(f"int8-{recipe}_onnxruntime" for recipe in recipes)]
+    return [
+        *FP32_DEPLOYMENTS,
+        *(f"int8-{recipe}_onnxruntime" for recipe in recipes),
+        *(f"int8-{recipe}_tflm" for recipe in tflm),
+    ]
 
 
 def parse_deployment(deployment: str) -> dict:
@@ -257,8 +279,11 @@ def parse_deployment(deployment: str) -> dict:
     if deployment in FP32_DEPLOYMENTS:
         return {"precision": "fp32", "runtime": deployment.removeprefix("fp32_"), "recipe": ""}
     if match := _INT8.match(deployment):
-        return {"precision": "int8", "runtime": "onnxruntime", "recipe": match["recipe"]}
-    raise ValueError(f"{deployment!r} is not a deployment like 'fp32_torch' or 'int8-minmax_onnxruntime'")
+        return {"precision": "int8", "runtime": match["runtime"], "recipe": match["recipe"]}
+    raise ValueError(
+        f"{deployment!r} is not a deployment like 'fp32_torch', 'int8-minmax_onnxruntime' "
+        "or 'int8-minmax_tflm'"
+    )
 
 
 def split_variant(name: str) -> tuple[str, str]:

@@ -18,7 +18,9 @@ from prunequant.lazy import lazy_exports
 _EXPORTS = {
     "conversion_form": "prunequant.deploy.convert",
     "convert": "prunequant.deploy.convert",
+    "ConversionRequest": "prunequant.deploy.convert",
     "convert_model": "prunequant.deploy.convert",
+    "convert_models": "prunequant.deploy.convert",
     "converter_python": "prunequant.deploy.convert",
     "ArenaUsage": "prunequant.deploy.tflm",
     "arena_usage": "prunequant.deploy.tflm",
@@ -30,6 +32,8 @@ _EXPORTS = {
     "time_per_inference": "prunequant.deploy.tflm",
     "tflite_io": "prunequant.deploy.tflm",
     "tflite_operators": "prunequant.deploy.tflm",
+    "tflite_weight_bytes": "prunequant.deploy.tflm",
+    "TflmClassifier": "prunequant.deploy.tflm",
     "model_peak_activation_bytes": "prunequant.deploy.memory",
     "peak_activation_bytes": "prunequant.deploy.memory",
     "DEVICE_PRESETS": "prunequant.deploy.budget",

@@ -60,7 +60,9 @@ __all__ = [
     "CONVERTER_ENV_COMMAND",
     "conversion_form",
     "convert",
+    "ConversionRequest",
     "convert_model",
+    "convert_models",
     "converter_python",
     "main",
 ]
@@ -384,6 +386,19 @@ def converter_python() -> str | None:
     return sys.executable
 
 
+@dataclasses.dataclass(frozen=True)
+class ConversionRequest:
+    """One model to convert, with the settings of :func:`convert` (see there)."""
+
+    model: nn.Module
+    calibration: np.ndarray
+    per_channel: bool
+    observer: str = "minmax"
+    percentile: float = 99.999
+    activation_qparams: Mapping[str, Sequence] | None = None
+    deployment_form: bool = True
+
+
 def convert_model(
     model: nn.Module,
     calibration: np.ndarray,
@@ -402,36 +417,79 @@ def convert_model(
     run the same torch), the calibration as ``.npy``. A :class:`UserError` in the converter comes
     back as the same one-line :class:`UserError`.
     """
+    request = ConversionRequest(
+        model,
+        calibration,
+        per_channel=per_channel,
+        observer=observer,
+        percentile=percentile,
+        activation_qparams=activation_qparams,
+        deployment_form=deployment_form,
+    )
+    result = convert_models({"model": request}, python=python, timeout_s=timeout_s)["model"]
+    if isinstance(result, UserError):
+        raise result
+    return result
+
+
+def convert_models(
+    requests: Mapping[str, ConversionRequest],
+    *,
+    python: str | None = None,  # the converter environment's Python; default: converter_python()
+    timeout_s: float = 600.0,
+) -> dict[str, bytes | UserError]:
+    """Several conversions in one converter process: name → the .tflite, or the one-line
+    :class:`UserError` that model's conversion gave (the others still convert).
+
+    One process pays the converter's imports once for every model of a job.
+    """
     python = python or converter_python()
     if python is None:
         raise UserError(
             "the TFLite converter environment is missing: build it with "
             f"`{CONVERTER_ENV_COMMAND}` in the project folder, or set {CONVERTER_PYTHON_VARIABLE}"
         )
-    form = conversion_form(model) if deployment_form else model.eval()
-    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+    results: dict[str, bytes | UserError] = {}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        torch.export.save(
-            torch.export.export(form, (torch.from_numpy(calibration[:1]),)), folder / "model.pt2"
+        batch = {}
+        for index, (name, request) in enumerate(requests.items()):
+            try:
+                batch[name] = _request_arguments(request, folder / str(index))
+            except UserError as error:  # e.g. a model with no conversion form
+                results[name] = error
+        if batch:
+            (folder / "batch.json").write_text(json.dumps(batch))
+            _run_converter(python, ["--batch", str(folder / "batch.json")], timeout_s)
+            errors = json.loads((folder / "errors.json").read_text())
+            for name, arguments in batch.items():
+                output = Path(arguments[arguments.index("--output") + 1])
+                results[name] = UserError(errors[name]) if name in errors else output.read_bytes()
+    return {name: results[name] for name in requests}
+
+
+def _request_arguments(request: ConversionRequest, folder: Path) -> list[str]:
+    """The command-line arguments of one conversion, its inputs written to ``folder``."""
+    folder.mkdir(parents=True)
+    form = conversion_form(request.model) if request.deployment_form else request.model.eval()
+    calibration = np.ascontiguousarray(request.calibration, dtype=np.float32)
+    torch.export.save(torch.export.export(form, (torch.from_numpy(calibration[:1]),)), folder / "model.pt2")
+    np.save(folder / "calibration.npy", calibration)
+    arguments = [
+        "--exported", str(folder / "model.pt2"),
+        "--calibration", str(folder / "calibration.npy"),
+        "--output", str(folder / "model.tflite"),
+        "--observer", request.observer,
+        "--percentile", str(request.percentile),
+    ]  # fmt: skip
+    if request.per_channel:
+        arguments.append("--per-channel")
+    if request.activation_qparams:
+        (folder / "qparams.json").write_text(
+            json.dumps({k: list(v) for k, v in request.activation_qparams.items()})
         )
-        np.save(folder / "calibration.npy", calibration)
-        arguments = [
-            "--exported", str(folder / "model.pt2"),
-            "--calibration", str(folder / "calibration.npy"),
-            "--output", str(folder / "model.tflite"),
-            "--observer", observer,
-            "--percentile", str(percentile),
-        ]  # fmt: skip
-        if per_channel:
-            arguments.append("--per-channel")
-        if activation_qparams:
-            (folder / "qparams.json").write_text(
-                json.dumps({k: list(v) for k, v in activation_qparams.items()})
-            )
-            arguments += ["--activation-qparams", str(folder / "qparams.json")]
-        _run_converter(python, arguments, timeout_s)
-        return (folder / "model.tflite").read_bytes()
+        arguments += ["--activation-qparams", str(folder / "qparams.json")]
+    return arguments
 
 
 def _run_converter(python: str, arguments: list[str], timeout_s: float) -> None:
@@ -463,8 +521,13 @@ def _parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a project checkpoint (converted in its deployment form)")
     source.add_argument("--exported", help="a torch.export program (.pt2), converted as it is")
-    parser.add_argument("--calibration", required=True, help=".npy float32 [N, C, T]")
-    parser.add_argument("--output", required=True, help="the .tflite file to write")
+    source.add_argument(
+        "--batch",
+        help="JSON {name: [arguments of one conversion]}: each converted; errors.json beside it "
+        "holds {name: error} of those that could not be",
+    )
+    parser.add_argument("--calibration", help=".npy float32 [N, C, T]")
+    parser.add_argument("--output", help="the .tflite file to write")
     parser.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
     parser.add_argument("--observer", choices=OBSERVERS, default="minmax")
     parser.add_argument("--percentile", type=float, default=99.999)
@@ -473,38 +536,55 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _convert_arguments(args: argparse.Namespace) -> None:
+    """One conversion of the command line; a :class:`UserError` says why it could not be made."""
     # Run as ``python -m``, this file is __main__; converting with the module imported under its
     # own name keeps the class paths the .tflite stores as tensor names (bytes of flash) the same.
     from prunequant.deploy.convert import convert
 
-    try:
-        if args.checkpoint:
-            from prunequant.checkpoint import load_model
+    if not (args.calibration and args.output):
+        raise UserError("a conversion needs --calibration and --output")
+    if args.checkpoint:
+        from prunequant.checkpoint import load_model
 
-            model, deployment_form = load_model(args.checkpoint)[0], True
-        else:
-            model, deployment_form = torch.export.load(args.exported).module(), False
-        qparams = json.loads(Path(args.activation_qparams).read_text()) if args.activation_qparams else None
-        calibration = np.load(args.calibration)
-        data = convert(
-            model,
-            calibration,
-            per_channel=args.per_channel,
-            observer=args.observer,
-            percentile=args.percentile,
-            activation_qparams=qparams,
-            deployment_form=deployment_form,
-        )
-    except UserError as error:
-        print(f"{_ERROR_PREFIX}{error}", file=sys.stderr)
-        return 2
+        model, deployment_form = load_model(args.checkpoint)[0], True
+    else:
+        model, deployment_form = torch.export.load(args.exported).module(), False
+    qparams = json.loads(Path(args.activation_qparams).read_text()) if args.activation_qparams else None
+    calibration = np.load(args.calibration)
+    data = convert(
+        model,
+        calibration,
+        per_channel=args.per_channel,
+        observer=args.observer,
+        percentile=args.percentile,
+        activation_qparams=qparams,
+        deployment_form=deployment_form,
+    )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
     if args.record:
         Path(args.record).write_text(json.dumps(_record(args, len(calibration), len(data)), indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.batch:
+        batch = json.loads(Path(args.batch).read_text())
+        errors = {}
+        for name, arguments in batch.items():
+            try:
+                _convert_arguments(_parser().parse_args(arguments))
+            except UserError as error:
+                errors[name] = str(error)
+        Path(args.batch).with_name("errors.json").write_text(json.dumps(errors))
+        return 0
+    try:
+        _convert_arguments(args)
+    except UserError as error:
+        print(f"{_ERROR_PREFIX}{error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -41,6 +41,8 @@ __all__ = [
     "ArenaUsage",
     "tflite_operators",
     "tflite_io",
+    "tflite_weight_bytes",
+    "TflmClassifier",
     "check_tflm_int8",
     "parse_arena_usage",
     "arena_usage",
@@ -150,6 +152,29 @@ def tflite_io(data: bytes) -> dict:
         "input": _tensor_description(schema, graph, graph.Inputs(0)),
         "output": _tensor_description(schema, graph, graph.Outputs(0)),
     }
+
+
+def tflite_weight_bytes(data: bytes) -> int:
+    """Bytes of the constant tensors' data (weights, biases, shapes): flash less graph and metadata."""
+    _, model, graph = _subgraph(data)
+    constant_buffers = {graph.Tensors(i).Buffer() for i in range(graph.TensorsLength())}
+    total = 0
+    for index in constant_buffers:
+        buffer = model.Buffers(index)
+        # Large models keep buffer data outside the flatbuffer (offset and size); small ones inline.
+        total += buffer.Size() if buffer.Offset() > 1 else buffer.DataLength()
+    return int(total)
+
+
+class TflmClassifier:
+    """A ``.tflite`` file as a callable: float32 [N, C, T] in, float logits out, in TFLM."""
+
+    def __init__(self, path: str | os.PathLike):
+        with open(path, "rb") as stream:
+            self.data = stream.read()
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        return run_tflm(self.data, inputs)
 
 
 def check_tflm_int8(data: bytes, name: str = "the model") -> list[str]:

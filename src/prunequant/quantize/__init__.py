@@ -2,8 +2,9 @@
 
 The path is: the deployment form in torch, BatchNorm folded and the last pooling a crop
 (:mod:`.fold`) → export fp32 ONNX (:mod:`.export`) → ORT pre-process and ``quantize_static``
-with a calibration set (:mod:`.ptq`; partial quantization :mod:`.partial`; quantization-aware
-training :mod:`.qat`, with :mod:`.fake_quant` and :mod:`.qat_convert`) → int8-only rewrites of
+with a calibration set (:mod:`.ptq`; partial quantization :mod:`.partial`; the recipe methods by
+name :mod:`.recipes`; quantization-aware training's model :mod:`.qat`, with :mod:`.fake_quant` and
+:mod:`.qat_convert`; its stage is :mod:`prunequant.stages.qat`) → int8-only rewrites of
 the quantized graph (:mod:`.int8_graph`) → run in ONNX Runtime (:mod:`.runtime`). The fp32
 model and its int8 child are exported from the same form, so they differ only by quantization.
 ONNX is a stable exchange format and ORT's quantizer and int8 kernels (QLinearConv, QGemm, ...)
@@ -29,14 +30,14 @@ _EXPORTS = {
     "QUANT_FORMATS": "prunequant.quantize.ptq",
     "count_quantized_ops": "prunequant.quantize.ptq",
     "has_int8_ops": "prunequant.quantize.ptq",
-    "quantize_onnx_model": "prunequant.quantize.ptq",
     "quantize_static_int8": "prunequant.quantize.ptq",
     "select_calibration": "prunequant.quantize.ptq",
     "OnnxClassifier": "prunequant.quantize.runtime",
     "FakeQuantModel": "prunequant.quantize.fake_quant",
     "convert_to_int8": "prunequant.quantize.qat_convert",
     "load_qat": "prunequant.quantize.qat",
-    "run_qat": "prunequant.quantize.qat",
+    "save_qat": "prunequant.quantize.qat",
+    "quantize_by_recipe": "prunequant.quantize.recipes",
     "quantize_partial": "prunequant.quantize.partial",
     "float_nodes_of": "prunequant.quantize.ptq",
     "pad_depthwise_channels": "prunequant.quantize.int8_graph",

@@ -33,7 +33,6 @@ __all__ = [
     "calibration_batch_size",
     "select_calibration",
     "quantize_ptq",
-    "quantize_onnx_model",
     "quantizable_nodes",
     "float_nodes_of",
     "count_quantized_ops",
@@ -105,7 +104,11 @@ class _ArrayReader(ortq.CalibrationDataReader):
 
 
 def _check_quant_args(
-    calibration: np.ndarray, quant_format: str, calibration_method: str, batch_size: int, percentile: float
+    calibration: np.ndarray,
+    quant_format: str,
+    calibration_method: str,
+    batch_size: int,
+    percentile: float | None,
 ) -> None:
     if quant_format not in QUANT_FORMATS:
         raise UserError(
@@ -116,7 +119,11 @@ def _check_quant_args(
             f"quantize calibration_method {calibration_method!r} is not known: "
             f"use one of {sorted(CALIBRATION_METHODS)}"
         )
-    if not 0.0 < percentile <= 100.0:
+    if calibration_method == "Percentile" and percentile is None:
+        raise UserError(
+            "quantize calibration_method Percentile needs a percentile: set the recipe's percentile"
+        )
+    if percentile is not None and not 0.0 < percentile <= 100.0:
         raise UserError(f"quantize percentile {percentile} is outside (0, 100]: use e.g. 99.999")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -159,7 +166,7 @@ def quantize_static_int8(
     quant_format: str,
     calibration_method: str,
     per_channel: bool,
-    percentile: float = 99.999,  # used by Percentile only: the activation range keeps this % of values
+    percentile: float | None = None,  # Percentile only (and then required): the % of values kept
     nodes_to_exclude: Sequence[str] = (),
     batch_size: int = CALIBRATION_BATCH,  # largest calibration batch; see calibration_batch_size
     reduce_range: bool = False,
@@ -201,8 +208,8 @@ def quantize_static_int8(
                 extra_options={
                     "WeightSymmetric": True,
                     "ActivationSymmetric": False,
-                    "CalibPercentile": float(percentile),
-                },
+                }
+                | ({"CalibPercentile": float(percentile)} if calibration_method == "Percentile" else {}),
             )
         strip_debug_metadata(quantized)
         int8_path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +238,7 @@ def quantize_ptq(
     seed: int,
     calibration_samples: int | None,
     calibration_method: str,
-    percentile: float = 99.999,
+    percentile: float | None = None,
     quant_format: str,
     per_channel: bool,
     nodes_to_exclude: Sequence[str] = (),
@@ -287,10 +294,6 @@ def quantize_ptq(
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
-
-
-# The workflow's first name for the single-recipe quantizer; kept so existing callers keep working.
-quantize_onnx_model = quantize_ptq
 
 
 def _weighted_nodes(graph: onnx.GraphProto) -> list[tuple[str, str]]:

@@ -26,15 +26,20 @@ from prunequant.report.comparisons import (
     resolution_summary,
     summary_verdicts,
 )
+from prunequant.report.device import (
+    device_section,
+    plot_device_budgets,
+    render_device_section,
+    split_unavailable,
+)
 from prunequant.report.forest import FOREST_QUESTIONS, plot_forest
 from prunequant.report.markdown import render_report
 from prunequant.report.pareto import plot_pareto
+from prunequant.report.quantization_sections import claims_section, quantization_section
 from prunequant.report.sections import (
-    claims_section,
     distillation_section,
     per_class_section,
     pruning_section,
-    quantization_section,
     tuning_section,
 )
 from prunequant.report.study_figures import (
@@ -160,6 +165,7 @@ def build_report(
     results_dir: PathLike,
     latency_paths: Mapping[str, PathLike],
     histories: Mapping[str, PathLike],
+    training_metrics: Sequence[PathLike],
     quantization_records: Mapping[str, PathLike],
     sensitivity_curves: Mapping[str, PathLike],
     sensitivity_records: Mapping[str, PathLike],
@@ -179,7 +185,7 @@ def build_report(
     ``evaluation``, each candidate → run → file.
     """
     results_dir = Path(results_dir)
-    runs = build_runs(metric_paths, results_dir)
+    runs, unavailable = split_unavailable(build_runs(metric_paths, results_dir))
     runs.to_csv(out["runs"], index=False)
     latency = build_latency({runtime: read_json(path) for runtime, path in latency_paths.items()})
     # The per-variant table carries the speedups against the baseline; int8-vs-parent ones stay
@@ -188,16 +194,11 @@ def build_report(
         latency[latency["against"].fillna("baseline") == "baseline"] if len(latency) else latency
     )
     against_baseline.drop(columns=["against"], errors="ignore").to_csv(out["latency"], index=False)
-    latency.to_csv(Path(out["latency"]).with_name("latency_all.csv"), index=False)
+    latency.to_csv(out["latency_all"], index=False)
     statistics = StatisticsSettings(settings)
     summary = aggregate(runs, results_dir, confidence=statistics.confidence, n_boot=statistics.n_boot)
     summary = with_method_columns(summary, runs)
     meta = provenance(config, workflow_dir=workflow_dir, training_devices=["cpu"])
-    training_metrics = [
-        Path(path).with_name("metrics.json")
-        for path in histories.values()
-        if Path(path).with_name("metrics.json").is_file()
-    ]
     meta["device"]["training"] = sorted(
         {read_json(path).get("device", "cpu") for path in training_metrics}
     ) or ["cpu"]
@@ -281,6 +282,17 @@ def build_report(
     for question in FOREST_QUESTIONS:
         plot_forest(comparisons, question, figure_paths[f"forest_{question}"])
 
+    tflm_recipes = sorted(set(runs.loc[runs["runtime"] == "tflm", "recipe"]))
+    recipe_order = [recipe["name"] for recipe in config.get("quantize", {}).get("recipes", [])]
+    device = device_section(
+        runs,
+        summary,
+        devices=settings["devices"],
+        reserved_ram_bytes=settings["reserved_ram_bytes"],
+        first_recipe=next((name for name in recipe_order if name in tflm_recipes), None),
+        unavailable=unavailable,
+    )
+    plot_device_budgets(device, figure_paths["device_budgets"])
     sections = {
         "pruning": pruning_section(
             undistilled,
@@ -291,6 +303,7 @@ def build_report(
         "quantization": quantization_section(summary, latency, first_records, chosen),
         "distillation": distillation_section(summary, comparisons),
         "claims": claims_section(undistilled, chosen),
+        "device": render_device_section(device),
         "per_class": per_class,
     }
     if tuning:

@@ -46,6 +46,7 @@ BASELINE = "baseline/fp32_torch"
 QUESTIONS = {
     "vs_baseline": "each compressed variant against the baseline in the same deployment",
     "vs_parent": "each int8 variant against its fp32 parent in ONNX Runtime",
+    "tflm_vs_onnxruntime": "each int8 recipe in TFLM against the same recipe in ONNX Runtime",
     "criterion_vs_random": "each pruning criterion against a random choice at the same rate",
     "global_vs_layer": "global ranking against layer-wise ranking, same criterion and rate",
     "iterative_vs_oneshot": "an iterative schedule against one shot, same criterion, scope and rate",
@@ -156,6 +157,11 @@ def planned_comparisons(
 
     add("vs_baseline", summary[summary["model"] != "baseline"], lambda r: f"baseline/{r['deployment']}")
     add("vs_parent", summary[summary["precision"] == "int8"], lambda r: f"{r['model']}/fp32_onnxruntime")
+    add(
+        "tflm_vs_onnxruntime",
+        summary[summary["deployment"].str.endswith("_tflm")],
+        lambda r: f"{r['model']}/int8-{r['recipe']}_onnxruntime",
+    )
     # The pruning questions compare methods trained on labels alone; distillation has its own.
     plain = summary[[not parse_model(model).distill for model in summary["model"]]]
     fp32 = plain[plain["deployment"] == "fp32_torch"]

@@ -395,7 +395,7 @@ def render_report(
         "(see *How the verdicts are drawn*).",
         _variants_table(summary),
     ]
-    for key in ("tuning", "pruning", "quantization", "distillation", "claims", "per_class"):
+    for key in ("tuning", "pruning", "quantization", "distillation", "device", "claims", "per_class"):
         if sections.get(key):
             parts.append(sections[key])
     parts += [
