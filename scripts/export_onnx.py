@@ -4,10 +4,10 @@ continue_in_warm_process()  # the rest of this script may run in a fork of a war
 
 from prunequant.checkpoint import load_model
 from prunequant.data import load_dataset
-from prunequant.evaluation import score_stage_output
 from prunequant.quantize.export import export_onnx
 from prunequant.quantize.fold import deployment_model
 from prunequant.workflow.jobs import job_logging
+from prunequant.workflow.scoring import score_stage_output
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     model, _ = load_model(snakemake.input.model)

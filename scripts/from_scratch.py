@@ -2,9 +2,9 @@ from prunequant.workflow.warmstart import continue_in_warm_process
 
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
-from prunequant.evaluation import score_stage_output
 from prunequant.stages.from_scratch import run_from_scratch
 from prunequant.workflow.jobs import job_logging
+from prunequant.workflow.scoring import score_stage_output
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_from_scratch(

@@ -2,10 +2,10 @@ from prunequant.workflow.warmstart import continue_in_warm_process
 
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
-from prunequant.evaluation import score_stage_output
 from prunequant.stages.prune import run_structured_pruning
 from prunequant.variants import method_settings
 from prunequant.workflow.jobs import job_logging
+from prunequant.workflow.scoring import score_stage_output
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_structured_pruning(

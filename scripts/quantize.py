@@ -3,9 +3,9 @@ from prunequant.workflow.warmstart import continue_in_warm_process
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
 from prunequant.data import load_dataset
-from prunequant.evaluation import score_stage_output
 from prunequant.quantize.recipes import quantize_by_recipe
 from prunequant.workflow.jobs import job_logging
+from prunequant.workflow.scoring import score_stage_output
 
 with job_logging(snakemake.log[0], threads=snakemake.threads):
     quantize_by_recipe(

@@ -1,5 +1,8 @@
 """The tflm deployment in the study: its names and files, the recipes it reproduces, the device section."""
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -178,3 +181,55 @@ def test_a_variant_that_could_not_be_deployed_is_named_with_its_reason():
         "Not deployed in TFLM: `x/int8-minmax_tflm` (seed0): cannot convert: Erfinv"
         in render_device_section(section)
     )
+
+
+def test_a_model_the_converter_cannot_take_leaves_a_one_line_reason_and_the_job_succeeds(
+    tmp_path, monkeypatch
+):
+    """The tflm job of a model litert-torch cannot lower writes why, and every other file the rule
+    declares, so the rest of the study and the report go on without that variant."""
+    from conftest import write_prepared_dataset
+
+    import prunequant.deploy.convert as convert
+    from prunequant.checkpoint import save_model
+    from prunequant.deploy.stage import UNAVAILABLE, TflmRecipeFiles, deploy_in_tflm
+    from prunequant.errors import UserError
+    from prunequant.model import BlockSpec, ModelSpec, build_model
+
+    write_prepared_dataset(tmp_path, n_samples=60, n_channels=4, length=30)
+    save_model(build_model(ModelSpec(4, 3, (BlockSpec(5, 2, 8),))).eval(), tmp_path / "model.pt")
+    reason = (
+        "cannot convert to TFLite: module 'act' (Erfinv) uses aten.erfinv.default, "
+        "which litert-torch cannot lower"
+    )
+    monkeypatch.setattr(
+        convert, "convert_models", lambda requests: {name: UserError(reason) for name in requests}
+    )
+    folder = tmp_path / "tflm" / "minmax"
+    files = TflmRecipeFiles(
+        settings={
+            "method": "ptq",
+            "calibration_method": "MinMax",
+            "calibration_samples": 8,
+            "per_channel": True,
+        },
+        variant={"run": "seed0", "seed": 0, "model": "baseline", "deployment": "int8-minmax_tflm"},
+        onnxruntime_predictions=str(tmp_path / "unused.csv"),
+        tflite=str(folder / "model.tflite"),
+        record=str(folder / "tflm.json"),
+        evaluation=str(folder / "evaluation.json"),
+        predictions=str(folder / "predictions.csv"),
+    )
+    evaluations = deploy_in_tflm(
+        {"minmax": files},
+        parent_model_path=tmp_path / "model.pt",
+        parent_predictions_path=tmp_path / "unused.csv",
+        dataset_path=tmp_path / "dataset.npz",
+        seed=0,
+        batch_size=8,
+    )
+    assert evaluations == {"minmax": {UNAVAILABLE: reason}}
+    for path in (files.tflite, files.record, files.evaluation, files.predictions):
+        assert Path(path).exists(), path
+    assert json.loads(Path(files.evaluation).read_text())[UNAVAILABLE] == reason
+    assert "\n" not in reason and Path(files.tflite).read_bytes() == b""

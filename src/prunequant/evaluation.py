@@ -23,7 +23,7 @@ from prunequant.data import load_dataset
 from prunequant.io import write_json
 from prunequant.measure import file_bytes, onnx_weight_bytes
 from prunequant.quantize.agreement import agreement
-from prunequant.variants import parse_deployment
+from prunequant.variants import RUNTIMES, parse_deployment
 
 # Each runtime (torch, or onnx and ONNX Runtime) is imported only where a model of it is scored
 # or described: a job that scores an ONNX model never pays seconds to import torch, and a torch
@@ -36,11 +36,9 @@ __all__ = [
     "predict_logits",
     "evaluate_variant",
     "write_evaluation",
-    "score_stage_output",
     "read_logits",
 ]
 
-RUNTIMES = ("torch", "onnxruntime", "tflm")
 SPLITS_SCORED = ("val", "test")
 
 
@@ -257,22 +255,3 @@ def write_evaluation(
         f"test {metrics['accuracy']:.2f}%, {metrics['weight_bytes']} weight bytes"
     )
     return metrics
-
-
-def score_stage_output(job, *, artifact_path, parent_model_path) -> dict:
-    """:func:`write_evaluation` for a workflow job that made ``artifact_path``.
-
-    ``job`` is the job's Snakemake object, read by name only: ``input.dataset`` (and
-    ``input.parent_predictions`` for an int8 model), ``params.variant``, ``params.batch_size``,
-    ``output.evaluation`` and ``output.predictions``. Every stage scores what it made this way.
-    """
-    return write_evaluation(
-        artifact_path=artifact_path,
-        parent_model_path=parent_model_path,
-        dataset_path=job.input.dataset,
-        variant=job.params.variant,
-        batch_size=job.params.batch_size,
-        evaluation_path=job.output.evaluation,
-        predictions_path=job.output.predictions,
-        parent_predictions_path=job.input.get("parent_predictions"),
-    )

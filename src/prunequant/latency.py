@@ -25,9 +25,9 @@ from scipy import stats
 
 from prunequant.measure import make_onnx_runner, make_torch_runner
 from prunequant.quantize.runtime import OnnxClassifier
+from prunequant.variants import TIMED_RUNTIMES
 
 __all__ = [
-    "RUNTIMES",
     "VERDICTS",
     "time_interleaved",
     "summarize",
@@ -37,7 +37,6 @@ __all__ = [
     "time_variants",
 ]
 
-RUNTIMES = ("torch", "onnxruntime")
 VERDICTS = ("faster", "slower", "no measurable difference")
 
 
@@ -207,7 +206,7 @@ def _open_artifacts(artifacts: Mapping[str, str | os.PathLike], runtime: str, th
         return {name: load_model(path)[0] for name, path in artifacts.items()}
     if runtime == "onnxruntime":
         return {name: OnnxClassifier(path, threads=threads) for name, path in artifacts.items()}
-    raise ValueError(f"unknown runtime {runtime!r}; known: {RUNTIMES}")
+    raise ValueError(f"unknown runtime {runtime!r}; known: {TIMED_RUNTIMES}")
 
 
 def _time_every_batch_size(

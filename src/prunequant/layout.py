@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from prunequant.variants import (
+    TIMED_RUNTIMES,
     configured_models,
     configured_runs,
     deployments,
@@ -60,7 +61,7 @@ FAMILY_STAGE = {
 # The runtimes whose variants are timed, all of one runtime in one job. TFLM is not among them:
 # its reference kernels on this host say nothing of a microcontroller's time, so the tflm stage
 # records that host time as such instead.
-LATENCY_RUNTIMES = ["torch", "onnxruntime"]
+LATENCY_RUNTIMES = list(TIMED_RUNTIMES)
 
 # What the tflm stage writes per recipe, by output key.
 TFLM_OUTPUTS = {

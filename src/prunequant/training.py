@@ -7,7 +7,6 @@ The stages themselves are :mod:`prunequant.stages`, one module per workflow rule
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -19,6 +18,7 @@ from prunequant.data import PreparedDataset
 from prunequant.distill import Teacher
 from prunequant.engine import TrainConfig, pick_device, seed_everything, train
 from prunequant.model import BlockSpec, ModelSpec, build_model
+from prunequant.prune.structured import n_channels_to_remove
 
 __all__ = ["baseline_model", "pruned_widths", "stage_metrics", "tensors_of", "train_stage"]
 
@@ -48,7 +48,7 @@ def pruned_widths(blocks: list[dict], rate: float, not_prunable: Sequence[str] =
     for index, block in enumerate(blocks):
         width = block["width"]
         if f"blocks.{index}" not in not_prunable:
-            width -= min(math.floor(rate * width + 0.5), width - 1)
+            width -= n_channels_to_remove(width, rate, min_channels=1)[0]
         widths.append(dict(block, width=width))
     return widths
 

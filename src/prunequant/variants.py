@@ -35,6 +35,8 @@ __all__ = [
     "parse_split",
     "split_name",
     "INT8_RUNTIMES",
+    "RUNTIMES",
+    "TIMED_RUNTIMES",
     "TFLM_METHODS",
     "tflm_recipes",
     "deployments",
@@ -55,6 +57,10 @@ SPACINGS = ("linear", "cubic")
 FP32_DEPLOYMENTS = ("fp32_torch", "fp32_onnxruntime")
 # Where an int8 recipe runs: ONNX Runtime (every recipe), TensorFlow Lite Micro (full-int8 ones).
 INT8_RUNTIMES = ("onnxruntime", "tflm")
+# Every runtime a variant is deployed in, and those whose variants are timed together (TFLM runs
+# reference kernels on the host, whose times say nothing of a microcontroller's).
+RUNTIMES = ("torch", "onnxruntime", "tflm")
+TIMED_RUNTIMES = ("torch", "onnxruntime")
 # Recipe methods whose int8 model runs in TFLM's integer kernels as a whole; partial quantization
 # keeps layers in float, which TFLM's int8 kernels cannot run.
 TFLM_METHODS = ("ptq", "qat")

@@ -27,6 +27,7 @@ __all__ = [
     "AGGREGATE_COLUMNS",
     "RUNS_COLUMNS",
     "aggregate",
+    "fp32_torch_rows",
     "latency_columns",
     "load_latency",
     "load_runs",
@@ -313,3 +314,8 @@ def with_method_columns(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFra
     for column in storage:
         summary[column] = summary["variant"].map(runs.groupby("variant")[column].mean())
     return summary
+
+
+def fp32_torch_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The variants deployed as trained: fp32 in PyTorch (what the pruning study compares)."""
+    return summary[summary["deployment"] == "fp32_torch"]

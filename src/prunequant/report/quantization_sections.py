@@ -7,8 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from prunequant.report.aggregate import fp32_torch_rows
 from prunequant.report.markdown import difference, interval, speedup, table
-from prunequant.report.sections import bytes_text, fp32_torch_rows
+from prunequant.report.sections import bytes_text
 
 __all__ = ["claims_section", "quantization_section"]
 

@@ -10,22 +10,18 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from prunequant.report.aggregate import fp32_torch_rows
 from prunequant.report.comparisons import SUMMARY_FIELDS, Predictions
 from prunequant.report.markdown import confidence_label, difference, interval, speedup, table
 
 __all__ = [
     "bytes_text",
-    "fp32_torch_rows",
     "compared_rows",
     "pruning_section",
     "distillation_section",
     "per_class_section",
     "tuning_section",
 ]
-
-
-def fp32_torch_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[summary["deployment"] == "fp32_torch"]
 
 
 def compared_rows(summary: pd.DataFrame, comparisons: pd.DataFrame, question: str) -> list[dict]:

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from prunequant.report.aggregate import fp32_torch_rows
+
 __all__ = [
     "FAMILY_COLOURS",
     "plot_criteria",
@@ -87,18 +89,14 @@ def _grouped_bars(ax, table: pd.DataFrame, group: str, series: str, *, baseline:
     ax.legend(loc="lower left", fontsize=8, ncols=2)
 
 
-def _fp32(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[summary["deployment"] == "fp32_torch"]
-
-
 def _baseline(summary: pd.DataFrame) -> pd.Series | None:
-    rows = _fp32(summary)[_fp32(summary)["family"] == "baseline"]
+    rows = fp32_torch_rows(summary)[fp32_torch_rows(summary)["family"] == "baseline"]
     return rows.iloc[0] if len(rows) else None
 
 
 def plot_criteria(summary: pd.DataFrame, path: PathLike) -> bool:
     """Criteria side by side at each rate they share (layer scope, one shot). False if none."""
-    rows = _fp32(summary)
+    rows = fp32_torch_rows(summary)
     rows = rows[
         (rows["family"] == "structured") & (rows["scope"] == "layer") & (rows["schedule"] == "oneshot")
     ]
@@ -118,7 +116,7 @@ def plot_criteria(summary: pd.DataFrame, path: PathLike) -> bool:
 
 def plot_schedules_and_scopes(summary: pd.DataFrame, path: PathLike) -> bool:
     """One criterion, its scopes and schedules at each rate they share."""
-    rows = _fp32(summary)
+    rows = fp32_torch_rows(summary)
     rows = rows[rows["family"] == "structured"]
     shared = rows.groupby(["criterion", "rate"])["method"].nunique()
     shared = shared[shared > 1]
@@ -155,7 +153,7 @@ def plot_structured_vs_unstructured(summary: pd.DataFrame, path: PathLike) -> bo
     Unstructured rows of ``summary`` carry ``storage_<format>`` columns: their weight bytes as
     dense fp32, CSR and bitmask, with fp32 and int8 values.
     """
-    rows = _fp32(summary)
+    rows = fp32_torch_rows(summary)
     structured = rows[
         rows["family"].isin(["baseline", "structured"]) & rows["schedule"].isin(["", "oneshot"])
     ]
@@ -210,7 +208,7 @@ def plot_structured_vs_unstructured(summary: pd.DataFrame, path: PathLike) -> bo
 
 def plot_pruned_vs_scratch(summary: pd.DataFrame, path: PathLike) -> bool:
     """Prune + fine-tune against the same architecture trained from scratch, per rate."""
-    rows = _fp32(summary)
+    rows = fp32_torch_rows(summary)
     scratch = rows[rows["family"] == "scratch"]
     pruned = rows[
         (rows["family"] == "structured")
