@@ -17,8 +17,8 @@ from torch import nn
 
 import prunequant
 from prunequant.checkpoint import save_model
+from prunequant.deploy import bridge, memory, tflm
 from prunequant.deploy import convert as convert_module
-from prunequant.deploy import memory, tflm
 from prunequant.deploy.convert import CONVERTER_ENV_COMMAND, conversion_form, convert_model, converter_python
 from prunequant.errors import UserError
 from prunequant.model import BlockSpec, ModelSpec, build_model
@@ -345,6 +345,6 @@ def test_command_line_from_a_checkpoint_writes_the_same_file(study, tflite_files
 
 
 def test_missing_converter_environment_says_how_to_build_it(study, monkeypatch):
-    monkeypatch.setattr(convert_module, "converter_python", lambda: None)
+    monkeypatch.setattr(bridge, "converter_python", lambda: None)
     with pytest.raises(UserError, match=re.escape(CONVERTER_ENV_COMMAND)):
         convert_module.convert_model(study["models"]["separable"], study["calibration"], per_channel=True)

@@ -33,25 +33,29 @@ converter environment's Python::
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from prunequant.deploy.bridge import (
+    CONVERTER_ENV_COMMAND,
+    CONVERTER_ENV_DIR,
+    CONVERTER_PYTHON_VARIABLE,
+    ERROR_PREFIX,
+    ConversionRequest,
+    convert_model,
+    convert_models,
+    converter_python,
+)
+from prunequant.deploy.conversion_form import conversion_form
 from prunequant.errors import UserError
-from prunequant.model import ARCHITECTURES, ResidualBlock
-from prunequant.quantize.fold import fold_batchnorm
 
 __all__ = [
     "OBSERVERS",
@@ -68,98 +72,7 @@ __all__ = [
 ]
 
 OBSERVERS = ("minmax", "percentile")
-# Environment variable naming the converter environment's Python; else CONVERTER_ENV_DIR below.
-CONVERTER_PYTHON_VARIABLE = "PRUNEQUANT_TFLITE_PYTHON"
-CONVERTER_ENV_DIR = ".venv-tflm"  # beside src/ of this checkout
-CONVERTER_ENV_COMMAND = (
-    "python3.11 -m venv .venv-tflm && .venv-tflm/bin/pip install --no-deps -r envs/tflm.lock"
-)
 _SMALLEST_SCALE = torch.finfo(torch.float32).tiny  # ORT's only floor on a scale (all-zero tensors)
-
-
-# --------------------------------------------------------------------------- the 4-D form
-
-
-def _as_conv2d(conv: nn.Conv1d) -> nn.Conv2d:
-    """The same conv over [N, C, 1, T]: kernel (1, k), stride (1, s), the same weights."""
-    if conv.padding not in ((0,), 0) or conv.dilation != (1,):
-        raise ValueError("only unpadded, undilated Conv1d layers have a 4-D form here")
-    conv2d = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        (1, conv.kernel_size[0]),
-        stride=(1, conv.stride[0]),
-        groups=conv.groups,
-        bias=conv.bias is not None,
-    )
-    with torch.no_grad():
-        conv2d.weight.copy_(conv.weight[:, :, None, :])
-        if conv.bias is not None:
-            conv2d.bias.copy_(conv.bias)
-    return conv2d
-
-
-class _Block2d(nn.Module):
-    """One block with BatchNorm folded, over [N, C, 1, T].
-
-    The last block's pool becomes a crop to an even number of steps (what the pool would read),
-    as in the deployment form; the crop is made on the block's input, where the deployment form
-    crops too: the same values, and no copy of the block's largest tensor, which TFLM would hold
-    twice.
-    """
-
-    def __init__(self, block: nn.Module, last: bool):
-        super().__init__()
-        if not isinstance(block.norm, nn.Identity):
-            raise ValueError("convert the folded form: BatchNorm must be folded first")
-        self.depthwise = _as_conv2d(block.depthwise)
-        self.pointwise = _as_conv2d(block.pointwise)
-        self.kernel_size, self.stride = block.depthwise.kernel_size[0], block.depthwise.stride[0]
-        self.residual = isinstance(block, ResidualBlock)
-        self.pool = not last  # the last block's AvgPool1d(2) is a crop: only the global mean follows
-        self.padding = tuple(block.pad.padding) if self.residual else (0, 0)
-        if self.residual:
-            self.skip = nn.Identity() if isinstance(block.skip, nn.Identity) else _as_conv2d(block.skip)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(x, self.padding) if self.residual else x
-        main_input, skip_input = padded, x
-        steps = (padded.shape[-1] - self.kernel_size) // self.stride + 1
-        if not self.pool and steps % 2:
-            kept = steps - 1
-            main_input = padded[..., : (kept - 1) * self.stride + self.kernel_size]
-            skip_input = x[..., : (kept - 1) * self.stride + 1]  # the skip is a 1x1 conv or the identity
-        main = self.pointwise(self.depthwise(main_input))
-        y = F.relu(main + self.skip(skip_input)) if self.residual else F.relu(main)
-        return F.avg_pool2d(y, (1, 2)) if self.pool else y
-
-
-class _Model2d(nn.Module):
-    """[N, C, T] in, logits out; blocks over [N, C, 1, T]; a 4-D global mean, then the head."""
-
-    def __init__(self, folded: nn.Module):
-        super().__init__()
-        last = len(folded.blocks) - 1
-        self.blocks = nn.Sequential(*(_Block2d(block, i == last) for i, block in enumerate(folded.blocks)))
-        self.head = copy.deepcopy(folded.head)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.blocks(x.unsqueeze(2))
-        return self.head(y.mean(dim=(2, 3), keepdim=True).flatten(1))
-
-
-def conversion_form(model: nn.Module) -> nn.Module:
-    """A project model's deployment form (BatchNorm folded, the last pool a crop) in 4-D ops.
-
-    Computes the same function as ``deployment_model(model)`` (the same float operations); see the
-    module docstring for why the converter wants it 4-D.
-    """
-    if type(model) not in ARCHITECTURES.values():
-        raise UserError(
-            f"cannot convert a {type(model).__name__} to TFLite: only the architectures "
-            f"{sorted(ARCHITECTURES)} have a conversion form (other modules: deployment_form=False)"
-        )
-    return _Model2d(fold_batchnorm(model.eval())).eval()
 
 
 # --------------------------------------------------------------------------- quantizer (converter env)
@@ -364,156 +277,6 @@ def convert(
     return bytes(edge_model.model_content())
 
 
-# --------------------------------------------------------------------------- the converter environment
-
-
-def converter_python() -> str | None:
-    """The Python that has litert-torch: $PRUNEQUANT_TFLITE_PYTHON, else this checkout's .venv-tflm.
-
-    None when neither exists; the running interpreter when it can import litert-torch itself.
-    """
-    named = os.environ.get(CONVERTER_PYTHON_VARIABLE)
-    if named:
-        return named
-    checkout = Path(__file__).resolve().parents[3]  # src/prunequant/deploy/convert.py
-    candidate = checkout / CONVERTER_ENV_DIR / "bin" / "python"
-    if candidate.exists():
-        return str(candidate)
-    try:
-        import litert_torch  # noqa: F401
-    except ImportError:
-        return None
-    return sys.executable
-
-
-@dataclasses.dataclass(frozen=True)
-class ConversionRequest:
-    """One model to convert, with the settings of :func:`convert` (see there)."""
-
-    model: nn.Module
-    calibration: np.ndarray
-    per_channel: bool
-    observer: str = "minmax"
-    percentile: float = 99.999
-    activation_qparams: Mapping[str, Sequence] | None = None
-    deployment_form: bool = True
-
-
-def convert_model(
-    model: nn.Module,
-    calibration: np.ndarray,
-    *,
-    per_channel: bool,
-    observer: str = "minmax",
-    percentile: float = 99.999,
-    activation_qparams: Mapping[str, Sequence] | None = None,
-    deployment_form: bool = True,
-    python: str | None = None,  # the converter environment's Python; default: converter_python()
-    timeout_s: float = 600.0,
-) -> bytes:
-    """:func:`convert`, run in the converter environment's Python (a subprocess).
-
-    The model travels as a ``torch.export`` program of its conversion form (both environments
-    run the same torch), the calibration as ``.npy``. A :class:`UserError` in the converter comes
-    back as the same one-line :class:`UserError`.
-    """
-    request = ConversionRequest(
-        model,
-        calibration,
-        per_channel=per_channel,
-        observer=observer,
-        percentile=percentile,
-        activation_qparams=activation_qparams,
-        deployment_form=deployment_form,
-    )
-    result = convert_models({"model": request}, python=python, timeout_s=timeout_s)["model"]
-    if isinstance(result, UserError):
-        raise result
-    return result
-
-
-def convert_models(
-    requests: Mapping[str, ConversionRequest],
-    *,
-    python: str | None = None,  # the converter environment's Python; default: converter_python()
-    timeout_s: float = 600.0,
-) -> dict[str, bytes | UserError]:
-    """Several conversions in one converter process: name → the .tflite, or the one-line
-    :class:`UserError` that model's conversion gave (the others still convert).
-
-    One process pays the converter's imports once for every model of a job.
-    """
-    python = python or converter_python()
-    if python is None:
-        raise UserError(
-            "the TFLite converter environment is missing: build it with "
-            f"`{CONVERTER_ENV_COMMAND}` in the project folder, or set {CONVERTER_PYTHON_VARIABLE}"
-        )
-    results: dict[str, bytes | UserError] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        folder = Path(folder)
-        batch = {}
-        for index, (name, request) in enumerate(requests.items()):
-            try:
-                batch[name] = _request_arguments(request, folder / str(index))
-            except UserError as error:  # e.g. a model with no conversion form
-                results[name] = error
-        if batch:
-            (folder / "batch.json").write_text(json.dumps(batch))
-            _run_converter(python, ["--batch", str(folder / "batch.json")], timeout_s)
-            errors = json.loads((folder / "errors.json").read_text())
-            for name, arguments in batch.items():
-                output = Path(arguments[arguments.index("--output") + 1])
-                results[name] = UserError(errors[name]) if name in errors else output.read_bytes()
-    return {name: results[name] for name in requests}
-
-
-def _request_arguments(request: ConversionRequest, folder: Path) -> list[str]:
-    """The command-line arguments of one conversion, its inputs written to ``folder``."""
-    folder.mkdir(parents=True)
-    form = conversion_form(request.model) if request.deployment_form else request.model.eval()
-    calibration = np.ascontiguousarray(request.calibration, dtype=np.float32)
-    torch.export.save(torch.export.export(form, (torch.from_numpy(calibration[:1]),)), folder / "model.pt2")
-    np.save(folder / "calibration.npy", calibration)
-    arguments = [
-        "--exported", str(folder / "model.pt2"),
-        "--calibration", str(folder / "calibration.npy"),
-        "--output", str(folder / "model.tflite"),
-        "--observer", request.observer,
-        "--percentile", str(request.percentile),
-    ]  # fmt: skip
-    if request.per_channel:
-        arguments.append("--per-channel")
-    if request.activation_qparams:
-        (folder / "qparams.json").write_text(
-            json.dumps({k: list(v) for k, v in request.activation_qparams.items()})
-        )
-        arguments += ["--activation-qparams", str(folder / "qparams.json")]
-    return arguments
-
-
-def _run_converter(python: str, arguments: list[str], timeout_s: float) -> None:
-    source_root = str(Path(__file__).resolve().parents[2])  # the folder holding prunequant/
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, environment.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [python, "-m", "prunequant.deploy.convert", *arguments],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=timeout_s,
-    )
-    if result.returncode == 0:
-        return
-    user_line = next((line for line in result.stderr.splitlines() if line.startswith(_ERROR_PREFIX)), None)
-    if user_line:
-        raise UserError(user_line.removeprefix(_ERROR_PREFIX))
-    raise RuntimeError(f"the TFLite converter ({python}) failed:\n{result.stderr[-4000:]}")
-
-
-_ERROR_PREFIX = "prunequant: error: "
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m prunequant.deploy.convert", description=__doc__.split("\n")[0]
@@ -583,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _convert_arguments(args)
     except UserError as error:
-        print(f"{_ERROR_PREFIX}{error}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{error}", file=sys.stderr)
         return 2
     return 0
 
