@@ -2,7 +2,8 @@ from prunequant.workflow.warmstart import continue_in_warm_process
 
 continue_in_warm_process()  # the rest of this script may run in a fork of a warm process
 
-from prunequant.stages.qat import run_qat
+from prunequant.distill import Teacher
+from prunequant.stages.qat import QatRecipe, run_qat
 from prunequant.workflow.jobs import job_logging
 from prunequant.workflow.scoring import score_stage_output
 
@@ -13,6 +14,7 @@ with job_logging(snakemake.log[0], threads=snakemake.threads):
     run_qat(
         model_path=snakemake.input.model,
         dataset_path=snakemake.input.dataset,
+        recipe=QatRecipe(**settings),
         seed=snakemake.params.variant["seed"],
         device=snakemake.params.device,
         checkpoint_path=snakemake.output.checkpoint,
@@ -20,9 +22,7 @@ with job_logging(snakemake.log[0], threads=snakemake.threads):
         history_path=snakemake.output.history,
         record_path=snakemake.output.record,
         resume_path=snakemake.params.resume,
-        distillation=snakemake.params.distillation,
-        teacher_path=snakemake.input.get("teacher"),
-        **settings,
+        teacher=Teacher.of(snakemake.params.distillation, snakemake.input.get("teacher")),
     )
     # Every stage scores what it made: no job exists only to evaluate.
     score_stage_output(

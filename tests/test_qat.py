@@ -1,5 +1,6 @@
 """Quantization-aware training: the STE, the match with the deployed int8 graph, training and resume."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from torch import nn
 
 import prunequant.engine
 from prunequant.checkpoint import load_model
+from prunequant.distill import Teacher
 from prunequant.engine import TrainConfig, train
 from prunequant.errors import UserError
 from prunequant.model import BlockSpec, ModelSpec, build_model
@@ -20,10 +22,20 @@ from prunequant.quantize import OnnxClassifier, deployment_model, export_onnx
 from prunequant.quantize.fake_quant import ActivationFakeQuant, FakeQuantModel
 from prunequant.quantize.qat import load_qat
 from prunequant.quantize.qat_convert import convert_to_int8
-from prunequant.stages.qat import run_qat
+from prunequant.stages.qat import QatRecipe
+from prunequant.stages.qat import run_qat as run_qat_stage
 
 SPEC = ModelSpec(in_channels=4, n_classes=3, blocks=(BlockSpec(5, 2, 16), BlockSpec(3, 1, 12)))
 LENGTH = 40
+
+
+def run_qat(*, distillation=None, teacher_path=None, **settings):
+    """The QAT stage with its recipe's fields given flat, as a config's recipe entry holds them."""
+    fields = {field.name for field in dataclasses.fields(QatRecipe)}
+    recipe = QatRecipe(**{key: settings.pop(key) for key in list(settings) if key in fields})
+    return run_qat_stage(recipe=recipe, teacher=Teacher.of(distillation, teacher_path), **settings)
+
+
 QAT_SETTINGS = {
     "seed": 0,
     "device": "cpu",

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from prunequant.layout import FOREST_QUESTIONS
-from prunequant.report.build import build_report, figure_text
+from prunequant.report.build import ReportInputs, build_report, figure_text
 from prunequant.report.comparisons import (
     SUMMARY_FIELDS,
     Predictions,
@@ -150,9 +150,8 @@ def built(tmp_path_factory):
         )
     }
     config = {"seeds": [0, 1], "report": SETTINGS}
-    outcome = build_report(
+    inputs = ReportInputs(
         metric_paths=metric_paths,
-        results_dir=results,
         latency_paths=latency_paths,
         histories=histories,
         training_metrics=[],
@@ -160,6 +159,10 @@ def built(tmp_path_factory):
         sensitivity_curves={},
         sensitivity_records={},
         dataset_metadata=[dataset],
+    )
+    outcome = build_report(
+        inputs,
+        results_dir=results,
         settings=SETTINGS,
         config=config,
         run_names=["seed0", "seed1"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +59,7 @@ from prunequant.stats import ADJUSTMENT_NAMES, recommend
 from prunequant.tuning import tuning_table
 from prunequant.variants import distilled_recipe_twins, parse_model
 
-__all__ = ["build_report", "figure_text"]
+__all__ = ["ReportInputs", "build_report", "figure_text"]
 
 PathLike = str | os.PathLike
 
@@ -159,17 +160,29 @@ def _varying_architectures(runs: pd.DataFrame) -> list[str]:
     return [variant for variant, distinct in counts.items() if distinct > 1]
 
 
+@dataclass(frozen=True)
+class ReportInputs:
+    """The files the report reads, as the report rule declares them.
+
+    ``tuning`` (baseline tuning only): split → ``choice`` (the choice JSON) and ``predictions`` /
+    ``evaluation``, each candidate → run → file.
+    """
+
+    metric_paths: Sequence[PathLike]  # every stage's evaluation JSON
+    latency_paths: Mapping[str, PathLike]  # runtime → its timing record
+    histories: Mapping[str, PathLike]  # run/model (run/model/int8-recipe for QAT) → history CSV
+    training_metrics: Sequence[PathLike]  # the metrics JSON of every trained fp32 model
+    quantization_records: Mapping[str, PathLike]  # run/model/int8-recipe → its record
+    sensitivity_curves: Mapping[str, PathLike]  # run → its per-block curves
+    sensitivity_records: Mapping[str, PathLike]  # sensitivity-derived model → its pruning record
+    dataset_metadata: Sequence[PathLike]  # every split's dataset.json
+    tuning: Mapping[str, Mapping] | None = None
+
+
 def build_report(
+    inputs: ReportInputs,
     *,
-    metric_paths: Sequence[PathLike],
     results_dir: PathLike,
-    latency_paths: Mapping[str, PathLike],
-    histories: Mapping[str, PathLike],
-    training_metrics: Sequence[PathLike],
-    quantization_records: Mapping[str, PathLike],
-    sensitivity_curves: Mapping[str, PathLike],
-    sensitivity_records: Mapping[str, PathLike],
-    dataset_metadata: Sequence[PathLike],
     settings: Mapping,
     config: Mapping,
     run_names: Sequence[str],
@@ -177,17 +190,12 @@ def build_report(
     captions_dir: PathLike,
     out: Mapping[str, PathLike],
     figure_paths: Mapping[str, PathLike],
-    tuning: Mapping[str, Mapping] | None = None,
 ) -> dict:
-    """Write every report output; returns the recommendation (or None) and the chosen recipes.
-
-    ``tuning`` (baseline tuning only): split → ``choice`` (the choice JSON) and ``predictions`` /
-    ``evaluation``, each candidate → run → file.
-    """
+    """Write every report output; returns the recommendation (or None) and the chosen recipes."""
     results_dir = Path(results_dir)
-    runs, unavailable = split_unavailable(build_runs(metric_paths, results_dir))
+    runs, unavailable = split_unavailable(build_runs(inputs.metric_paths, results_dir))
     runs.to_csv(out["runs"], index=False)
-    latency = build_latency({runtime: read_json(path) for runtime, path in latency_paths.items()})
+    latency = build_latency({runtime: read_json(path) for runtime, path in inputs.latency_paths.items()})
     # The per-variant table carries the speedups against the baseline; int8-vs-parent ones stay
     # in latency.csv (and the quantization section).
     against_baseline = (
@@ -200,7 +208,7 @@ def build_report(
     summary = with_method_columns(summary, runs)
     meta = provenance(config, workflow_dir=workflow_dir, training_devices=["cpu"])
     meta["device"]["training"] = sorted(
-        {read_json(path).get("device", "cpu") for path in training_metrics}
+        {read_json(path).get("device", "cpu") for path in inputs.training_metrics}
     ) or ["cpu"]
     write_json(meta, out["provenance"])
 
@@ -232,16 +240,17 @@ def build_report(
     if recommendation is not None:
         recommendation.row.update(_recommendation_comparison(recommendation.variant, comparisons))
     chosen = _chosen_recipes(summary)
-    records = {key: read_json(path) for key, path in quantization_records.items()}
+    records = {key: read_json(path) for key, path in inputs.quantization_records.items()}
     first_records = {
         key.split("/", 1)[1]: record for key, record in records.items() if key.startswith(f"{run_names[0]}/")
     }
-    datasets = [read_json(path) | {"split_name": Path(path).parent.name} for path in dataset_metadata]
+    datasets = [read_json(path) | {"split_name": Path(path).parent.name} for path in inputs.dataset_metadata]
     curves = (
         pd.concat(
-            [pd.read_csv(path).assign(run=run) for run, path in sensitivity_curves.items()], ignore_index=True
+            [pd.read_csv(path).assign(run=run) for run, path in inputs.sensitivity_curves.items()],
+            ignore_index=True,
         )
-        if sensitivity_curves
+        if inputs.sensitivity_curves
         else pd.DataFrame(columns=["block", "rate", "val_accuracy", "run"])
     )
 
@@ -266,9 +275,9 @@ def build_report(
     plot_pruned_vs_scratch(undistilled, figure_paths["pruned_vs_scratch"])
     plot_sensitivity(curves, figure_paths["sensitivity"])
     plot_quantization_sensitivity(_quantization_layers(records), figure_paths["quantization_sensitivity"])
-    history_table = read_histories(histories)
+    history_table = read_histories(inputs.histories)
     families = {}
-    for key in histories:
+    for key in inputs.histories:
         model = key.split("/", 1)[1]
         families[model] = "qat" if "/int8-" in model else parse_model(model).family
     plot_training_curves(history_table, families, figure_paths["training_curves"])
@@ -297,7 +306,7 @@ def build_report(
         "pruning": pruning_section(
             undistilled,
             comparisons,
-            sensitivity_rates=_sensitivity_rates(sensitivity_records),
+            sensitivity_rates=_sensitivity_rates(inputs.sensitivity_records),
             latency=latency,
         ),
         "quantization": quantization_section(summary, latency, first_records, chosen),
@@ -306,13 +315,13 @@ def build_report(
         "device": render_device_section(device),
         "per_class": per_class,
     }
-    if tuning:
+    if inputs.tuning:
         interval_options = {"confidence": statistics.confidence, "n_boot": statistics.n_boot}
         tables = {
             split: tuning_table(files["predictions"], files["evaluation"], **interval_options)
-            for split, files in tuning.items()
+            for split, files in inputs.tuning.items()
         }
-        tuned = {split: read_json(files["choice"])["chosen"] for split, files in tuning.items()}
+        tuned = {split: read_json(files["choice"])["chosen"] for split, files in inputs.tuning.items()}
         sections["tuning"] = tuning_section(tables, tuned)
         plot_tuning(tables, tuned, figure_paths["baseline_tuning"])
     report_dir = Path(out["markdown"]).parent

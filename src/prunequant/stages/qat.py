@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +45,42 @@ from prunequant.quantize.runtime import OnnxClassifier
 __all__ = ["run_qat"]
 
 
-def _check_settings(epochs, lr, batch_size, weight_decay, quant_format, calibration_samples) -> None:
-    if quant_format not in QUANT_FORMATS:
-        raise UserError(f"qat quant_format {quant_format!r} is not known: use one of {sorted(QUANT_FORMATS)}")
-    if epochs < 1 or batch_size < 1:
-        raise UserError(f"qat epochs ({epochs}) and batch_size ({batch_size}) must be at least 1: raise them")
-    if not lr > 0 or weight_decay < 0:
-        raise UserError(f"qat lr ({lr}) must be > 0 and weight_decay ({weight_decay}) >= 0: fix the setting")
-    if calibration_samples is not None and calibration_samples < 1:
-        raise UserError(
-            f"qat calibration_samples is {calibration_samples}: use >= 1, or null for all training samples"
-        )
+@dataclass(frozen=True)
+class QatRecipe:
+    """A QAT recipe's settings (``quantize.recipes[]`` with ``method: qat``), checked when made.
+
+    ``reduce_range`` (7-bit weights) is for int8 CPUs without VNNI, as in
+    ``ptq.quantize_static_int8``; ``calibration_samples`` None calibrates on every training sample.
+    """
+
+    epochs: int
+    lr: float
+    batch_size: int
+    per_channel: bool
+    quant_format: str
+    calibration_samples: int | None
+    weight_decay: float = 0.0
+    reduce_range: bool = False
+
+    def __post_init__(self):
+        if self.quant_format not in QUANT_FORMATS:
+            raise UserError(
+                f"qat quant_format {self.quant_format!r} is not known: use one of {sorted(QUANT_FORMATS)}"
+            )
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UserError(
+                f"qat epochs ({self.epochs}) and batch_size ({self.batch_size}) must be at least 1: "
+                "raise them"
+            )
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise UserError(
+                f"qat lr ({self.lr}) must be > 0 and weight_decay ({self.weight_decay}) >= 0: fix the setting"
+            )
+        if self.calibration_samples is not None and self.calibration_samples < 1:
+            raise UserError(
+                f"qat calibration_samples is {self.calibration_samples}: use >= 1, or null for all "
+                "training samples"
+            )
 
 
 def _fake_quant_logits(model: FakeQuantModel, inputs: np.ndarray) -> np.ndarray:
@@ -70,77 +94,66 @@ def run_qat(
     *,
     model_path: str | os.PathLike,
     dataset_path: str | os.PathLike,
+    recipe: QatRecipe,
     seed: int,
     device: str,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    weight_decay: float = 0.0,
-    per_channel: bool,
-    quant_format: str,
-    calibration_samples: int | None,
-    reduce_range: bool = False,
     checkpoint_path: str | os.PathLike,
     onnx_path: str | os.PathLike,
     history_path: str | os.PathLike,
     record_path: str | os.PathLike,
     resume_path: str | os.PathLike,
-    distillation: Mapping | None = None,
-    teacher_path: str | os.PathLike | None = None,
+    teacher: Teacher | None = None,
 ) -> dict:
     """Quantization-aware training of an fp32 checkpoint, then conversion to an int8 ORT model.
 
-    With ``distillation``, the fake-quantized student trains against the float teacher at
-    ``teacher_path`` (:mod:`prunequant.distill`) instead of the labels alone.
+    With a ``teacher``, the fake-quantized student trains against the float teacher
+    (:mod:`prunequant.distill`) instead of the labels alone.
 
-    ``reduce_range`` (7-bit weights) is for int8 CPUs without VNNI, as in ``ptq.quantize_static_int8``.
-    Ranges start from ``calibration_samples`` seeded training samples (None: all); training uses
-    Adam at a constant ``lr``, keeps the best validation accuracy, and resumes from
+    Ranges start from the recipe's ``calibration_samples`` seeded training samples; training uses
+    Adam at the recipe's constant ``lr``, keeps the best validation accuracy, and resumes from
     ``resume_path``. Writes the fake-quant checkpoint, the history CSV, the int8 ONNX model and
     a record JSON (returned). Test inputs are only used to report how closely the deployed int8
     model agrees with the fake-quant one; nothing is chosen on them.
     """
-    _check_settings(epochs, lr, batch_size, weight_decay, quant_format, calibration_samples)
     if not Path(model_path).is_file():
         raise UserError(f"fp32 checkpoint {model_path} does not exist: train or fine-tune that model first")
     fp32_model, _ = load_model(model_path)
     spec = spec_of(fp32_model)
     dataset = load_dataset(dataset_path)
     n_train = len(dataset.X_train)
-    calibration = select_calibration(dataset.X_train, calibration_samples or n_train, seed)
+    calibration = select_calibration(dataset.X_train, recipe.calibration_samples or n_train, seed)
 
     seed_everything(seed)
-    steps_per_epoch = math.ceil(n_train / batch_size)
+    steps_per_epoch = math.ceil(n_train / recipe.batch_size)
     model = FakeQuantModel(
         deployment_model(fp32_model),
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        freeze_after_steps=(epochs - 1) * steps_per_epoch,
+        per_channel=recipe.per_channel,
+        reduce_range=recipe.reduce_range,
+        freeze_after_steps=(recipe.epochs - 1) * steps_per_epoch,
     )
     model.calibrate(torch.from_numpy(calibration))
-    if epochs == 1:  # the last epoch is the only one: train against the calibrated ranges throughout
+    if recipe.epochs == 1:  # the last epoch is the only one: train against the calibrated ranges throughout
         model.freeze_ranges()
     x_val, y_val = torch.from_numpy(dataset.X_val), torch.from_numpy(dataset.y_val)
     _, calibrated_val_accuracy, _ = evaluate(model, x_val, y_val, batch_size=256)
 
     config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
         lr_schedule="none",
         lr_step_epochs=1,
         seed=seed,
     )
     settings = {
         "training": asdict(config),
-        "per_channel": per_channel,
-        "reduce_range": reduce_range,
-        "quant_format": quant_format,
+        "per_channel": recipe.per_channel,
+        "reduce_range": recipe.reduce_range,
+        "quant_format": recipe.quant_format,
         "calibration_samples": int(len(calibration)),
         "range_update": f"EMA of batch min/max ({RANGE_AVERAGING_CONSTANT}), frozen in the last epoch",
     }
-    teacher = Teacher.of(distillation, teacher_path)
     teacher_parts, teacher_files = Teacher.inputs(teacher)
     if teacher is not None:
         settings["distillation"] = asdict(teacher.distillation)
@@ -172,7 +185,7 @@ def run_qat(
         model,
         onnx_path,
         calibration,
-        quant_format=quant_format,
+        quant_format=recipe.quant_format,
         n_channels=dataset.n_channels,
         length=dataset.length,
     )
@@ -183,7 +196,7 @@ def run_qat(
     record = {
         "settings": settings,
         "device": str(target),
-        "epochs": epochs,
+        "epochs": recipe.epochs,
         "best_epoch": result.best_epoch,
         "resumed_from_epoch": result.resumed_from_epoch,
         "train_seconds": train_seconds,
