@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stops the daemons that .ci/slurm-up.sh started (by the process ids it recorded). Safe to run
-# when nothing is running.
+# Stops the daemons that .ci/slurm-up.sh started (by the process ids it recorded) and removes the
+# configuration it wrote. Safe to run when nothing is running.
 set -euo pipefail
 
 STATE_DIR=/run/prunequant-slurm
@@ -22,3 +22,9 @@ for name in slurmd slurmctld munged; do
     fi
     rm -f "$pid_file"
 done
+
+# The configuration .ci/slurm-up.sh wrote goes too (it writes it afresh each time): with it left
+# behind and no controller answering, every SLURM client call retries for about 10 s, and the
+# SLURM executor plugin makes one (`scontrol show config`) whenever Snakemake starts.
+rm -f /etc/slurm/slurm.conf /etc/slurm/gres.conf
+
