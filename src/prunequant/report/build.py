@@ -26,6 +26,7 @@ from prunequant.report.comparisons import (
     planned_comparisons,
     resolution_summary,
     summary_verdicts,
+    trained_on_labels,
 )
 from prunequant.report.device import (
     device_section,
@@ -268,7 +269,7 @@ def build_report(
             empty_figure(figure_paths[name], f"No variant has a value of {column}.")
     _pruning_vs_quantization(summary, chosen, figure_paths["pruning_vs_quantization"])
     # The pruning study compares methods trained on labels alone; distillation has its own section.
-    undistilled = summary[[not parse_model(model).distill for model in summary["model"]]]
+    undistilled = trained_on_labels(summary)
     plot_criteria(undistilled, figure_paths["criteria"])
     plot_schedules_and_scopes(undistilled, figure_paths["schedules_and_scopes"])
     plot_structured_vs_unstructured(undistilled, figure_paths["structured_vs_unstructured"])

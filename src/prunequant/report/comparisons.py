@@ -37,6 +37,7 @@ __all__ = [
     "planned_comparisons",
     "resolution_summary",
     "summary_verdicts",
+    "trained_on_labels",
 ]
 
 PathLike = str | os.PathLike
@@ -139,6 +140,11 @@ class Predictions:
         return bool(common) and all(np.array_equal(mine[run], theirs[run]) for run in common)
 
 
+def trained_on_labels(summary: pd.DataFrame) -> pd.DataFrame:
+    """The variants whose models were trained without a teacher: what the pruning study compares."""
+    return summary[[not parse_model(model).distill for model in summary["model"]]]
+
+
 def planned_comparisons(
     summary: pd.DataFrame, recommended: str | None = None, recipe_twins: Mapping[str, str] | None = None
 ) -> pd.DataFrame:
@@ -163,7 +169,7 @@ def planned_comparisons(
         lambda r: f"{r['model']}/int8-{r['recipe']}_onnxruntime",
     )
     # The pruning questions compare methods trained on labels alone; distillation has its own.
-    plain = summary[[not parse_model(model).distill for model in summary["model"]]]
+    plain = trained_on_labels(summary)
     fp32 = plain[plain["deployment"] == "fp32_torch"]
     structured = fp32[fp32["family"] == "structured"]
     oneshot_layer = structured[(structured["scope"] == "layer") & (structured["schedule"] == "oneshot")]
