@@ -43,6 +43,8 @@ def test_every_stage_writes_its_outputs(finished_run):
     assert float(by_variant["baseline/int8-minmax_onnxruntime"]["weight_bytes"]) < float(
         by_variant["baseline/fp32_onnxruntime"]["weight_bytes"]
     )
+    # every variant, fp32 ones too, carries the graph's peak activation estimate
+    assert all(float(row["peak_activation_bytes"]) > 0 for row in summary)
     for row in summary:
         assert float(row["accuracy_low"]) <= float(row["accuracy"]) <= float(row["accuracy_high"])
         assert row["interval_method"].startswith("t over 2")

@@ -310,7 +310,12 @@ def with_method_columns(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFra
         summary[column] = summary["variant"].map(first[column]) if column in first else ""
     for column in ("criterion", "scope", "schedule", "spacing"):
         summary[column] = summary[column].fillna("")
-    storage = [column for column in first.columns if column.startswith("storage_")]
+    # Costs only some stages record: storage formats of sparse models, the graph's peak activations.
+    storage = [
+        column
+        for column in first.columns
+        if column.startswith("storage_") or column == "peak_activation_bytes"
+    ]
     for column in storage:
         summary[column] = summary["variant"].map(runs.groupby("variant")[column].mean())
     return summary

@@ -239,6 +239,7 @@ def _variants_table(summary: pd.DataFrame) -> str:
             ("non-zero", _col("nonzero_parameters", _integer)),
             ("MACs", _col("macs", _integer)),
             ("weight bytes", _col("weight_bytes", _integer)),
+            ("peak activations B", _col("peak_activation_bytes", _integer)),
             ("warning", lambda r: "val and test disagree" if r.get("divergent") else ""),
         ],
     )
